@@ -1,0 +1,1 @@
+"""Hardware-in-the-loop tests and the virtual boards they run against."""
