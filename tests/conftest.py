@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+# The plugin that runs tests/firmware/test_*.py a second time inside the MicroPython VM.
+from micropython_vm import *  # noqa: F401,F403
+
 from hil_tests.mosquitto import Mosquitto
 
 

@@ -1,14 +1,35 @@
 # Helpers for firmware tests: plain functions that work on CPython and MicroPython.
 # Firmware test files (tests/firmware/test_*.py) use plain `assert` and these
-# helpers only; no pytest features, so the same file runs inside the VM.
+# helpers only; no pytest features, so the same file runs inside the VM
+# (tests/micropython_vm.py runs each file in both runtimes).
+
+
+def _up(path, n):
+    # `n` folders up from `path` without os.path (MicroPython has none): "a/b/c" -> "a",
+    # "/x/a/b" -> "/x", "b" -> "..", "." -> "../..".
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    absolute = path.startswith("/")
+    for _ in range(n):
+        if parts and parts[-1] != "..":
+            parts.pop()
+        elif absolute:
+            pass  # "/.." is "/"
+        else:
+            parts.append("..")
+    joined = "/".join(parts)
+    if absolute:
+        return "/" + joined
+    return joined or "."
+
 
 try:
-    _HERE = __file__.rsplit("/", 1)[0]
-except NameError:  # frozen or exec'd without a file
-    _HERE = "tests/firmware"
+    _FILE = __file__
+except NameError:  # frozen or exec'd without a file: assume cwd is the repository root
+    _FILE = "tests/firmware/fwtest.py"
 
-# tests/firmware -> repository root
-REPO = _HERE.rsplit("/", 2)[0] if _HERE.count("/") >= 2 else "."
+# This file's folder (tests/firmware); the repository root is two folders above it.
+_HERE = _up(_FILE, 1)
+REPO = _up(_HERE, 2)
 
 
 def data_path(rel):
@@ -22,9 +43,16 @@ def shared_path(rel):
 
 
 def raises(exc_type, fn, *args, **kwargs):
-    """Call fn and return the exception it raised; fail if it raised nothing or another type."""
+    """Call fn and return the exception it raised; fail if it raised nothing or another type.
+
+    Another exception type propagates unchanged, so its own traceback shows.
+    """
     try:
-        fn(*args, **kwargs)
+        result = fn(*args, **kwargs)
     except exc_type as e:
         return e
-    raise AssertionError("expected %s from %r" % (exc_type.__name__, fn))
+    name = getattr(exc_type, "__name__", repr(exc_type))
+    raise AssertionError(
+        "expected %s from %s, got return value %r"
+        % (name, getattr(fn, "__name__", repr(fn)), result)
+    )

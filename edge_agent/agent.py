@@ -1,0 +1,140 @@
+"""The agent: an ingress thread and a forwarder thread around one SQLite store.
+
+Threads: each worker owns one MQTT connection and one SQLite connection and runs its
+paho client's loop itself (see ingress.py); the main thread only waits for a signal,
+calls the hooks' heartbeat, and stops the workers in order. Workers talk through the
+database and one Event (`wake`: new rows committed).
+
+Hooks are where metrics, sd_notify and the systemd watchdog plug in: subclass Hooks,
+pass it to Agent; the calls come from the worker threads, so keep them quick and
+thread-safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from .config import Config
+from .errors import EdgeAgentError
+from .forward import Forwarder
+from .ingress import Ingress
+from .store import BatchResult, Limits, Store
+
+log = logging.getLogger(__name__)
+
+
+class Hooks:
+    """Extension points; every method is a no-op here."""
+
+    def ready(self) -> None:
+        """Both workers have opened the store (brokers may still be unreachable)."""
+
+    def heartbeat(self) -> None:
+        """Called about once a second from the main thread while the agent runs."""
+
+    def link(self, name: str, up: bool) -> None:
+        """Broker `name` ("local" or "upstream") is up or down; for "local", up means
+        subscribed (SUBACK received), so messages published from then on reach the agent."""
+
+    def committed(self, result: BatchResult, messages: int, seconds: float) -> None:
+        """A group commit of `messages` messages took `seconds` (ingress thread)."""
+
+    def forwarded(self, rows: int) -> None:
+        """`rows` rows were acknowledged upstream and deleted (forwarder thread)."""
+
+    def stopping(self) -> None:
+        """A stop was requested; the workers are finishing."""
+
+
+class Agent:
+    def __init__(self, cfg: Config, hooks: Hooks | None = None) -> None:
+        self.cfg = cfg
+        self.hooks = hooks or Hooks()
+        self.stop_ingress = threading.Event()
+        self.stop_forward = threading.Event()
+        self.wake = threading.Event()
+        self.error: BaseException | None = None
+        self._opened = threading.Semaphore(0)
+        self.limits = Limits(cfg.max_rows, cfg.max_bytes, cfg.max_age, cfg.max_dead_letters)
+        self.threads: list[threading.Thread] = []
+
+    def _worker(self, name: str, body: Callable[[Store], None], durable: bool) -> None:
+        store: Store | None = None
+        try:
+            store = Store(self.cfg.db_path, self.limits, durable=durable)
+            self._opened.release()
+            body(store)
+        except BaseException as e:  # reported by run(); the other worker is stopped
+            if self.error is None:
+                self.error = e
+            log.debug("%s worker failed", name, exc_info=True)
+            self._opened.release()
+            self.stop()
+        finally:
+            if store is not None:
+                store.close()
+
+    def _run_ingress(self, store: Store) -> None:
+        def on_commit(res: BatchResult, n: int, secs: float) -> None:
+            if any(o == "stored" for o in res.outcomes):
+                self.wake.set()
+            self.hooks.committed(res, n, secs)
+        Ingress(self.cfg, store, self.stop_ingress, on_commit, self.hooks.link).run()
+
+    def _run_forwarder(self, store: Store) -> None:
+        assert self.cfg.upstream is not None
+        Forwarder(self.cfg, self.cfg.upstream, store, self.stop_forward, self.wake,
+                  self.hooks.forwarded, self.hooks.link).run()
+
+    def start(self) -> None:
+        # Create or migrate the database once, here, before two threads race to do it;
+        # a StoreError (bad path, not a database) surfaces before anything starts.
+        Store(self.cfg.db_path, self.limits).close()
+        workers: list[tuple[str, Callable[[Store], None], bool]] = [
+            ("ingress", self._run_ingress, True)]
+        if self.cfg.upstream is not None:
+            workers.append(("forwarder", self._run_forwarder, False))
+        else:
+            log.warning("no upstream configured: readings are kept in %s", self.cfg.db_path)
+        for name, body, durable in workers:
+            t = threading.Thread(target=self._worker, args=(name, body, durable), name=name,
+                                 daemon=True)
+            self.threads.append(t)
+            t.start()
+        for _ in workers:
+            self._opened.acquire()
+        if self.error is None:
+            log.info("edge agent running: local %s, upstream %s, store %s", self.cfg.local.url,
+                     self.cfg.upstream.url if self.cfg.upstream else "none", self.cfg.db_path)
+            self.hooks.ready()
+
+    def stop(self) -> None:
+        """Ask the workers to finish (safe from a signal handler or any thread)."""
+        self.stop_ingress.set()
+
+    def wait(self) -> None:
+        """Block until stop(); then stop ingress first (commit + acks), then the forwarder.
+        Raises the first worker error, if any."""
+        while not self.stop_ingress.wait(1.0):
+            self.hooks.heartbeat()
+            if not all(t.is_alive() for t in self.threads):
+                break
+        self.hooks.stopping()
+        self.stop_ingress.set()
+        for t in self.threads:
+            if t.name == "ingress":
+                t.join()
+        self.stop_forward.set()
+        for t in self.threads:
+            t.join()
+        if self.error is not None:
+            if isinstance(self.error, EdgeAgentError):
+                raise self.error
+            raise EdgeAgentError(f"{type(self.error).__name__}: {self.error}") from self.error
+        log.info("edge agent stopped")
+
+    def run(self) -> None:
+        self.start()
+        self.wait()

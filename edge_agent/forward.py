@@ -1,0 +1,118 @@
+"""Forwarder: store -> upstream broker, QoS1, a bounded window, delete only on PUBACK.
+
+One thread owns the upstream paho client and its own SQLite connection (callbacks run
+inside `client.loop()` on this thread). Rows go out alarms first, then oldest first, on
+`<upstream prefix>/<device>/up` with the node's payload unchanged, so the upstream sees
+the same (device, boot, seq) and can drop the duplicates a resend may cause.
+
+A row stays in the store until the upstream's PUBACK for it; deletes are grouped into
+one transaction every `DELETE_EVERY` seconds. After a disconnect paho resends the
+in-flight messages itself on reconnect; after a restart every row still in the store is
+sent again. Both may duplicate a reading upstream; neither can lose one.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from .config import BrokerConfig, Config
+from .mqttlink import Link, make_client
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+DELETE_EVERY = 0.1  # seconds; also at DELETE_AT acked rows
+DELETE_AT = 200
+IDLE_POLL = 0.05  # seconds between store polls when there was nothing to send
+
+
+class Forwarder:
+    def __init__(self, cfg: Config, upstream: BrokerConfig, store: Store, stop: threading.Event,
+                 wake: threading.Event | None = None,
+                 on_forwarded: Callable[[int], None] | None = None,
+                 on_link: Callable[[str, bool], None] | None = None) -> None:
+        self.cfg, self.store, self.stop = cfg, store, stop
+        self.wake = wake or threading.Event()
+        self.on_forwarded = on_forwarded
+        self.prefix = upstream.topic_prefix
+        self.window = cfg.upstream_inflight
+        self.inflight: dict[int, int] = {}  # paho mid -> readings.id
+        self.acked: list[int] = []
+        self.delete_due = 0.0
+        self.alarm_cursor = 0  # highest alarm id handed to paho
+        self.normal_cursor = 0  # highest normal id handed to paho
+        self.next_poll = 0.0
+        client = make_client(upstream, clean_session=True)
+        client.max_inflight_messages_set(self.window)
+        client.on_publish = self._on_publish
+        self.link = Link("upstream", upstream, client,
+                         on_up=lambda c, present: on_link and on_link("upstream", True),
+                         on_down=lambda: on_link and on_link("upstream", False))
+        self.client = client
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
+                    properties: Any) -> None:
+        rid = self.inflight.pop(mid, None)
+        if rid is not None:
+            if not self.acked:
+                self.delete_due = time.monotonic() + DELETE_EVERY
+            self.acked.append(rid)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.link.step(0.02)
+            if self.link.connected:
+                self._fill()
+            self._maybe_delete()
+        self._flush_deletes()
+        self.link.close()
+        self._flush_deletes()
+
+    def _fill(self) -> None:
+        free = self.window - len(self.inflight)
+        if free <= 0:
+            return
+        now = time.monotonic()
+        if now < self.next_poll and not self.wake.is_set():
+            return
+        self.wake.clear()
+        rows = self.store.next_rows(self.alarm_cursor, self.normal_cursor, free)
+        if len(rows) < free:
+            self.next_poll = now + IDLE_POLL
+        for row in rows:
+            info = self.client.publish(f"{self.prefix}/{row.device}/up", row.payload, qos=1)
+            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                log.error("upstream publish failed: %s", mqtt.error_string(info.rc))
+                break  # cursors not advanced: tried again on the next poll
+            # NO_CONN: paho keeps the message and sends it after the reconnect.
+            self.inflight[info.mid] = row.id
+            if row.alarm:
+                self.alarm_cursor = max(self.alarm_cursor, row.id)
+            else:
+                self.normal_cursor = max(self.normal_cursor, row.id)
+
+    def _maybe_delete(self) -> None:
+        if self.acked and (len(self.acked) >= DELETE_AT or time.monotonic() >= self.delete_due):
+            self._flush_deletes()
+
+    def _flush_deletes(self) -> None:
+        if not self.acked:
+            return
+        ids, self.acked = self.acked, []
+        try:
+            self.store.delete(ids)
+        except sqlite3.Error as e:
+            # Keep them: deleting later is fine, a row resent after a restart is a duplicate.
+            self.acked = ids + self.acked
+            self.delete_due = time.monotonic() + 1.0
+            log.error("deleting %d forwarded rows failed: %s", len(ids), e)
+            return
+        if self.on_forwarded:
+            self.on_forwarded(len(ids))

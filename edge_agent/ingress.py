@@ -1,0 +1,229 @@
+"""Ingress: local broker -> validation -> group commit (fsync) -> PUBACK -> end-to-end ack.
+
+Design: one thread owns the local paho client and its own SQLite connection. paho's
+callbacks run inside `client.loop()` on this thread, so on_message only validates and
+appends to `pending`; the same loop commits when `pending` reaches `commit_at_pending`
+(the broker's inflight window: it sends no more until we ack) or when the oldest
+pending message has waited `commit_interval`. While a commit runs (one fsync) the
+network waits, which costs nothing: the broker cannot send past its window anyway.
+No locks, no queue between threads, and a PUBACK can never overtake its commit.
+
+The broker session is persistent (fixed client id, clean_session False) and acks are
+manual, so a message the agent has not committed stays at the broker and is delivered
+again after a crash or a reconnect; the store deduplicates it and it is acked again.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import cbor2
+import paho.mqtt.client as mqtt
+
+from . import wire
+from .config import Config
+from .errors import Rejected
+from .mqttlink import Backoff, Link, make_client
+from .store import BatchResult, DeadLetter, Item, Store
+from .validate import DeviceInfo, validate_status, validate_up
+
+log = logging.getLogger(__name__)
+
+REGISTRY_REFRESH = 5.0  # seconds between registry reloads (new devices from provisioning)
+EXPIRE_EVERY = 60.0  # seconds between max_age sweeps
+DOWN_INFLIGHT = 1000  # QoS1 acks to nodes in flight to the local broker
+ANNOUNCE_WINDOW = 3600.0  # on connect, resend the acks of devices active this recently
+
+
+@dataclass
+class Pending:
+    mid: int
+    qos: int
+    epoch: int  # the connection the message came on: its mid means nothing on another
+    item: Item
+
+
+def encode_ack(device: str, acks: dict[int, int]) -> bytes:
+    """Downlink end-to-end ack: {0: 1, 1: dev, 8: {boot: seq}}, deterministic encoding."""
+    return cbor2.dumps({wire.D_V: wire.VERSION, wire.D_DEV: device, wire.D_ACK: acks},
+                       canonical=True)
+
+
+class Ingress:
+    def __init__(self, cfg: Config, store: Store, stop: threading.Event,
+                 on_commit: Callable[[BatchResult, int, float], None] | None = None,
+                 on_link: Callable[[str, bool], None] | None = None) -> None:
+        self.cfg, self.store, self.stop = cfg, store, stop
+        self.on_commit = on_commit
+        self.on_link = on_link
+        self.prefix = cfg.local.topic_prefix
+        self.pending: list[Pending] = []
+        self.deadline = 0.0
+        self.commit_backoff = Backoff(base=0.2, cap=10.0)
+        self.retry_at = 0.0
+        self.devices: dict[str, DeviceInfo] = {}
+        self.devices_at = 0.0
+        self.next_expire = time.monotonic() + 1.0
+        self.down_inflight: set[int] = set()
+        self._dl_logged: dict[str, float] = {}
+        client = make_client(cfg.local, clean_session=False, manual_ack=True)
+        # Acks to nodes must not queue behind paho's default window of 20 while the broker
+        # is busy sending us a backlog: a node waits on them to free its outbox.
+        client.max_inflight_messages_set(DOWN_INFLIGHT)
+        client.on_message = self._on_message
+        client.on_publish = self._on_publish
+        client.on_subscribe = self._on_subscribe
+        self.link = Link("local", cfg.local, client, on_up=self._on_up, on_down=self._on_down)
+        self.client = client
+
+    # --- paho callbacks (run inside link.step, on this thread) ---
+
+    def _on_up(self, client: mqtt.Client, session_present: bool) -> None:
+        # Subscribe every time: cheap, and right even if the broker lost the session.
+        client.subscribe([(f"{self.prefix}/+/up", 1), (f"{self.prefix}/+/status", 1)])
+        self._announce_acks()
+
+    def _announce_acks(self) -> None:
+        """Send again the acks of recently active devices. An ack published just before a
+        crash may never have left; the node would otherwise wait for its next resend.
+        A node keeps the highest ack it has seen, so a repeated one is harmless."""
+        recent = self.store.recent_acks(time.time() - ANNOUNCE_WINDOW)
+        for device, acks in recent.items():
+            self._send_ack(device, acks)
+        if recent:
+            log.info("sent the current acks of %d recently active devices", len(recent))
+
+    def _send_ack(self, device: str, acks: dict[int, int]) -> None:
+        info = self.client.publish(f"{self.prefix}/{device}/down", encode_ack(device, acks),
+                                   qos=1)
+        self.down_inflight.add(info.mid)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any,
+                      properties: Any) -> None:
+        if any(r.is_failure for r in reasons):
+            log.error("local broker refused the subscription: %s", reasons)
+            return
+        log.info("subscribed to %s/+/up and %s/+/status", self.prefix, self.prefix)
+        if self.on_link:
+            self.on_link("local", True)
+
+    def _on_down(self) -> None:
+        if self.on_link:
+            self.on_link("local", False)
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
+                    properties: Any) -> None:
+        self.down_inflight.discard(mid)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if self.stop.is_set():
+            return  # not acked: the broker keeps it for the next run
+        payload = bytes(msg.payload)
+        item = self._check(msg.topic, payload)
+        if not self.pending:
+            self.deadline = time.monotonic() + self.cfg.commit_interval
+        self.pending.append(Pending(msg.mid, msg.qos, self.link.epoch, item))
+
+    def _check(self, topic: str, payload: bytes) -> Item:
+        """Validate into a Reading/Status, or a DeadLetter; None for a cleared status."""
+        rest = topic[len(self.prefix) + 1:] if topic.startswith(self.prefix + "/") else ""
+        device, _, kind = rest.partition("/")
+        try:
+            if kind == "up":
+                return validate_up(device, payload, self._lookup,
+                                   accept_unknown=self.cfg.accept_unknown,
+                                   max_bytes=self.cfg.max_message_bytes)
+            if kind == "status":
+                return validate_status(device, payload, self._lookup,
+                                       accept_unknown=self.cfg.accept_unknown,
+                                       max_bytes=self.cfg.max_message_bytes)
+            raise Rejected("unexpected topic")
+        except Rejected as e:
+            self._log_dead_letter(topic, e.reason)
+            return DeadLetter(topic, payload, e.reason, e.identity)
+
+    def _log_dead_letter(self, topic: str, reason: str) -> None:
+        """At most one line per topic per minute: a broken node must not flood journald."""
+        now = time.monotonic()
+        if now - self._dl_logged.get(topic, -1e9) >= 60.0:
+            if len(self._dl_logged) > 10_000:
+                self._dl_logged.clear()
+            self._dl_logged[topic] = now
+            log.warning("dead letter from %s: %s", topic, reason)
+
+    def _lookup(self, device: str) -> DeviceInfo | None:
+        now = time.monotonic()
+        info = self.devices.get(device)
+        stale = now - self.devices_at
+        if (info is None and stale > 1.0) or stale > REGISTRY_REFRESH:
+            self.devices = self.store.devices()
+            self.devices_at = now
+            info = self.devices.get(device)
+        return info
+
+    # --- the loop ---
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            timeout = 0.05
+            if self.pending:
+                timeout = max(0.0, min(timeout, self.deadline - time.monotonic()))
+            self.link.step(timeout)
+            self._maybe_commit()
+            if time.monotonic() >= self.next_expire:
+                self.next_expire = time.monotonic() + EXPIRE_EVERY
+                dropped = self.store.expire()
+                if dropped:
+                    log.warning("dropped %d readings older than %.0f s", dropped,
+                                self.cfg.max_age)
+        self.drain()
+
+    def _maybe_commit(self) -> None:
+        if not self.pending or time.monotonic() < self.retry_at:
+            return
+        if len(self.pending) >= self.cfg.commit_at_pending or time.monotonic() >= self.deadline:
+            self.commit()
+
+    def commit(self) -> BatchResult | None:
+        """Group commit, then PUBACKs, then one end-to-end ack per device in the batch."""
+        batch, self.pending = self.pending, []
+        t0 = time.monotonic()
+        try:
+            res = self.store.insert_batch([p.item for p in batch])
+        except sqlite3.Error as e:
+            # Disk full, I/O error...: nothing is acked, so nothing is lost; try again.
+            self.pending = batch + self.pending
+            delay = self.commit_backoff.next()
+            self.retry_at = time.monotonic() + delay
+            log.error("commit of %d messages failed: %s; retrying in %.1f s", len(batch), e,
+                      delay)
+            return None
+        self.commit_backoff.reset()
+        elapsed = time.monotonic() - t0
+        if res.dropped:
+            log.warning("queue full: dropped %d oldest non-alarm readings", res.dropped)
+        for p in batch:
+            if p.epoch == self.link.epoch and self.link.connected:
+                self.client.ack(p.mid, p.qos)
+        for device, acks in res.acks.items():
+            self._send_ack(device, acks)
+        if self.on_commit:
+            self.on_commit(res, len(batch), elapsed)
+        return res
+
+    def drain(self, timeout: float = 3.0) -> None:
+        """On stop: commit what is pending, send its acks, then disconnect cleanly."""
+        deadline = time.monotonic() + timeout
+        while self.pending and time.monotonic() < deadline:
+            if self.commit() is None:
+                time.sleep(min(0.2, max(0.0, self.retry_at - time.monotonic())))
+        while (self.link.connected and (self.down_inflight or self.client.want_write())
+               and time.monotonic() < deadline):
+            self.link.step(0.02)
+        self.link.close()

@@ -1,0 +1,514 @@
+"""The agent's durable queue: SQLite in WAL mode, one fsync per group commit.
+
+Invariants the rest of the agent relies on:
+- `insert_batch` writes a whole batch (readings, dead letters, statuses, ack state,
+  overflow drops) in one transaction; when it returns, the batch is on disk
+  (synchronous=FULL on the ingress connection), so PUBACKs and end-to-end acks may go.
+- A (device, boot, seq) is stored at most once: `ack_state.hw` is the highest seq of the
+  boot committed with no gap below it, `ack_ahead` holds the seqs committed above it;
+  a seq in either is a duplicate (acked again, not stored again).
+- `readings.id` is AUTOINCREMENT: ids grow with arrival order and are never reused, so
+  the forwarder's cursors never skip a row.
+- Alarms are never dropped by the overflow or age policy; every drop is counted.
+
+Each thread opens its own Store (sqlite3 connections are per thread).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import StoreError
+from .registry import REGISTRY_DDL, load_devices
+from .validate import DeviceInfo, Reading, Status
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS readings (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    device      TEXT NOT NULL,
+    boot        INTEGER NOT NULL,
+    seq         INTEGER NOT NULL,
+    alarm       INTEGER NOT NULL,
+    received_at REAL NOT NULL,
+    payload     BLOB NOT NULL,          -- the node's envelope, byte for byte
+    UNIQUE (device, boot, seq)
+);
+CREATE INDEX IF NOT EXISTS readings_queue ON readings (alarm, id);
+
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at REAL NOT NULL,
+    topic       TEXT NOT NULL,
+    payload     BLOB NOT NULL,
+    reason      TEXT NOT NULL,
+    device      TEXT,                   -- identity, when the envelope got that far
+    boot        INTEGER,
+    seq         INTEGER
+);
+
+CREATE TABLE IF NOT EXISTS device_state (
+    device      TEXT PRIMARY KEY,
+    last_seen   REAL,                   -- last reading or online status
+    boot        INTEGER,                -- latest boot seen
+    online      INTEGER,                -- from the retained status / last will
+    interval    INTEGER,                -- reporting interval from the status, seconds
+    fw          TEXT,
+    status      BLOB,                   -- last status payload
+    status_at   REAL
+);
+
+CREATE TABLE IF NOT EXISTS ack_state (
+    device      TEXT NOT NULL,
+    boot        INTEGER NOT NULL,
+    hw          INTEGER NOT NULL,       -- highest seq committed with no gap below it
+    updated_at  REAL NOT NULL,
+    PRIMARY KEY (device, boot)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS ack_ahead (
+    device      TEXT NOT NULL,
+    boot        INTEGER NOT NULL,
+    seq         INTEGER NOT NULL,       -- committed, above a gap: not acked yet
+    PRIMARY KEY (device, boot, seq)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS counters (
+    name        TEXT PRIMARY KEY,
+    value       INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS queue_stats (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    rows        INTEGER NOT NULL,
+    bytes       INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO queue_stats VALUES (1, 0, 0);
+
+-- Kept by triggers so the overflow check never scans the table.
+CREATE TRIGGER IF NOT EXISTS readings_count_ins AFTER INSERT ON readings BEGIN
+    UPDATE queue_stats SET rows = rows + 1, bytes = bytes + length(NEW.payload) WHERE id = 1;
+END;
+CREATE TRIGGER IF NOT EXISTS readings_count_del AFTER DELETE ON readings BEGIN
+    UPDATE queue_stats SET rows = rows - 1, bytes = bytes - length(OLD.payload) WHERE id = 1;
+END;
+"""
+
+# Counter names.
+DROPPED_OVERFLOW = "dropped_overflow"
+DROPPED_AGE = "dropped_age"
+DEAD_LETTERS = "dead_letters"
+DEAD_LETTERS_DROPPED = "dead_letters_dropped"
+DUPLICATES = "duplicates"
+STORED = "stored"
+FORWARDED = "forwarded"
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_rows: int = 1_000_000
+    max_bytes: int = 1 << 30
+    max_age: float = 30 * 86400.0
+    max_dead_letters: int = 10_000
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    topic: str
+    payload: bytes
+    reason: str
+    identity: tuple[str, int, int] | None = None  # closes this seq for the ack when set
+
+
+@dataclass(frozen=True)
+class Row:
+    id: int
+    device: str
+    boot: int
+    seq: int
+    alarm: bool
+    payload: bytes
+
+
+@dataclass
+class BatchResult:
+    outcomes: list[str] = field(default_factory=list)  # one per item, in order
+    acks: dict[str, dict[int, int]] = field(default_factory=dict)  # device -> {boot: hw}
+    dropped: int = 0
+
+
+Item = Reading | DeadLetter | Status | None
+
+
+@dataclass
+class _Boot:
+    """Ack state of one (device, boot) during a batch."""
+
+    hw: int
+    has_ahead: bool
+    dirty: bool = False
+
+
+class Store:
+    def __init__(self, path: Path, limits: Limits | None = None, *, durable: bool = True) -> None:
+        """Open (and create) the database. durable=False (synchronous=NORMAL) is for the
+        forwarder's connection: a delete lost in a power cut only means a duplicate."""
+        self.path = Path(path)
+        self.limits = limits or Limits()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not self.path.exists():
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0,
+                                        check_same_thread=True)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self._migrate()
+        except OSError as e:
+            raise StoreError(f"{self.path}: cannot open: {e.strerror}") from e
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.path}: cannot open database: {e}") from e
+
+    def _migrate(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: schema version {version} is newer than this agent")
+        if version < SCHEMA_VERSION:
+            # Idempotent DDL in one transaction: two threads opening at once is harmless.
+            try:
+                self.conn.executescript("BEGIN IMMEDIATE;" + REGISTRY_DDL + SCHEMA
+                                        + f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # --- ingress ---
+
+    def insert_batch(self, items: Sequence[Item], now: float | None = None) -> BatchResult:
+        """Commit one group of messages in one transaction; see the module invariants.
+
+        Outcomes: "stored", "duplicate", "dead", "dead_duplicate", "status", "ignored".
+        """
+        now = time.time() if now is None else now
+        res = BatchResult()
+        boots: dict[tuple[str, int], _Boot] = {}
+        counts: dict[str, int] = {}
+        c = self.conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            latest_boot: dict[str, int] = {}
+            for item in items:
+                if isinstance(item, Reading):
+                    if item.lo is not None:
+                        self._raise_floor(boots, item.device, item.boot, item.lo - 1)
+                    if self._close(boots, item.device, item.boot, item.seq):
+                        c.execute("INSERT INTO readings (device, boot, seq, alarm, received_at,"
+                                  " payload) VALUES (?, ?, ?, ?, ?, ?)",
+                                  (item.device, item.boot, item.seq, int(item.alarm), now,
+                                   item.payload))
+                        res.outcomes.append("stored")
+                    else:
+                        res.outcomes.append("duplicate")
+                    latest_boot[item.device] = max(latest_boot.get(item.device, 0), item.boot)
+                elif isinstance(item, DeadLetter):
+                    if item.identity is not None and not self._close(boots, *item.identity):
+                        res.outcomes.append("dead_duplicate")
+                        continue
+                    dev, boot, seq = item.identity or (None, None, None)
+                    c.execute("INSERT INTO dead_letters (received_at, topic, payload, reason,"
+                              " device, boot, seq) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                              (now, item.topic, item.payload, item.reason, dev, boot, seq))
+                    res.outcomes.append("dead")
+                elif isinstance(item, Status):
+                    self._status(item, now)
+                    res.outcomes.append("status")
+                else:
+                    res.outcomes.append("ignored")
+            out = res.outcomes
+            counts[STORED] = out.count("stored")
+            counts[DUPLICATES] = out.count("duplicate") + out.count("dead_duplicate")
+            counts[DEAD_LETTERS] = out.count("dead")
+            for (dev, boot), st in boots.items():
+                if st.dirty:
+                    c.execute("INSERT INTO ack_state (device, boot, hw, updated_at)"
+                              " VALUES (?, ?, ?, ?) ON CONFLICT (device, boot) DO UPDATE SET"
+                              " hw = excluded.hw, updated_at = excluded.updated_at",
+                              (dev, boot, st.hw, now))
+                if st.hw >= 1:
+                    res.acks.setdefault(dev, {})[boot] = st.hw
+            for dev, boot in latest_boot.items():
+                c.execute("INSERT INTO device_state (device, last_seen, boot) VALUES (?, ?, ?)"
+                          " ON CONFLICT (device) DO UPDATE SET last_seen = excluded.last_seen,"
+                          " boot = max(coalesce(boot, 0), excluded.boot)", (dev, now, boot))
+            res.dropped = self._enforce_size()
+            counts[DROPPED_OVERFLOW] = res.dropped
+            if counts[DEAD_LETTERS]:
+                counts[DEAD_LETTERS_DROPPED] = self._enforce_dead_letters()
+            self._count(counts)
+            c.execute("COMMIT")
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
+        return res
+
+    def _boot(self, boots: dict[tuple[str, int], _Boot], device: str, boot: int) -> _Boot:
+        st = boots.get((device, boot))
+        if st is None:
+            row = self.conn.execute("SELECT hw FROM ack_state WHERE device = ? AND boot = ?",
+                                    (device, boot)).fetchone()
+            ahead = self.conn.execute("SELECT 1 FROM ack_ahead WHERE device = ? AND boot = ?"
+                                      " LIMIT 1", (device, boot)).fetchone()
+            st = boots[(device, boot)] = _Boot(row[0] if row else 0, ahead is not None)
+        return st
+
+    def _close(self, boots: dict[tuple[str, int], _Boot], device: str, boot: int,
+               seq: int) -> bool:
+        """Mark (device, boot, seq) committed; False when it already was (a duplicate)."""
+        st = self._boot(boots, device, boot)
+        if seq <= st.hw:
+            return False
+        if seq != st.hw + 1:
+            cur = self.conn.execute("INSERT OR IGNORE INTO ack_ahead (device, boot, seq)"
+                                    " VALUES (?, ?, ?)", (device, boot, seq))
+            st.has_ahead = True
+            return cur.rowcount == 1
+        # ack_ahead never holds hw + 1 (_advance would have taken it): this seq is new.
+        st.hw = seq
+        st.dirty = True
+        self._advance(st, device, boot)
+        return True
+
+    def _raise_floor(self, boots: dict[tuple[str, int], _Boot], device: str, boot: int,
+                     floor: int) -> None:
+        """The node no longer holds seqs <= floor (envelope key `lo`): close the gap."""
+        st = self._boot(boots, device, boot)
+        if floor > st.hw:
+            st.hw = floor
+            st.dirty = True
+            self._advance(st, device, boot)
+
+    def _advance(self, st: _Boot, device: str, boot: int) -> None:
+        """Move hw over the committed seqs right above it, and forget them in ack_ahead."""
+        if not st.has_ahead:
+            return
+        c = self.conn
+        while True:
+            seqs = [r[0] for r in c.execute(
+                "SELECT seq FROM ack_ahead WHERE device = ? AND boot = ? AND seq > ?"
+                " ORDER BY seq LIMIT 512", (device, boot, st.hw))]
+            for s in seqs:
+                if s != st.hw + 1:
+                    break
+                st.hw = s
+            else:
+                if len(seqs) == 512:
+                    continue
+            break
+        c.execute("DELETE FROM ack_ahead WHERE device = ? AND boot = ? AND seq <= ?",
+                  (device, boot, st.hw))
+        st.has_ahead = c.execute("SELECT 1 FROM ack_ahead WHERE device = ? AND boot = ?"
+                                 " LIMIT 1", (device, boot)).fetchone() is not None
+
+    def _status(self, st: Status, now: float) -> None:
+        f = st.fields
+        self.conn.execute(
+            "INSERT INTO device_state (device, last_seen, boot, online, interval, fw, status,"
+            " status_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device) DO UPDATE SET"
+            " last_seen = coalesce(excluded.last_seen, last_seen),"
+            " boot = coalesce(excluded.boot, boot), online = excluded.online,"
+            " interval = coalesce(excluded.interval, interval), fw = coalesce(excluded.fw, fw),"
+            " status = excluded.status, status_at = excluded.status_at",
+            (st.device, now if st.online else None, f.get("boot"), int(st.online),
+             f.get("interval"), f.get("fw"), st.payload, now))
+
+    def _enforce_size(self) -> int:
+        """Drop the oldest non-alarm readings while over max_rows or max_bytes."""
+        rows, size = self.conn.execute("SELECT rows, bytes FROM queue_stats").fetchone()
+        over_rows = rows - self.limits.max_rows
+        over_bytes = size - self.limits.max_bytes
+        dropped = 0
+        while over_rows > 0 or over_bytes > 0:
+            chunk = self.conn.execute(
+                "SELECT id, length(payload) FROM readings WHERE alarm = 0 ORDER BY id LIMIT 512"
+            ).fetchall()
+            if not chunk:
+                break  # only alarms left: they stay, over the limit
+            ids = []
+            for rid, n in chunk:
+                if over_rows <= 0 and over_bytes <= 0:
+                    break
+                ids.append(rid)
+                over_rows -= 1
+                over_bytes -= n
+            self._delete_ids(ids)
+            dropped += len(ids)
+        return dropped
+
+    def _enforce_dead_letters(self) -> int:
+        n = self.conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
+        extra = n - self.limits.max_dead_letters
+        if extra <= 0:
+            return 0
+        self.conn.execute("DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters"
+                          " ORDER BY id LIMIT ?)", (extra,))
+        return extra
+
+    def _count(self, counts: dict[str, int]) -> None:
+        for name, n in counts.items():
+            if n:
+                self.conn.execute("INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT"
+                                  " (name) DO UPDATE SET value = value + excluded.value",
+                                  (name, n))
+
+    def _delete_ids(self, ids: Sequence[int]) -> int:
+        n = 0
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            cur = self.conn.execute(
+                f"DELETE FROM readings WHERE id IN ({','.join('?' * len(part))})", part)
+            n += cur.rowcount
+        return n
+
+    def expire(self, now: float | None = None) -> int:
+        """Drop non-alarm readings older than max_age; walks from the oldest id and stops
+        at the first young one (ids follow arrival time), so it costs what it drops."""
+        cutoff = (time.time() if now is None else now) - self.limits.max_age
+        total = 0
+        c = self.conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            while True:
+                chunk = c.execute("SELECT id, received_at FROM readings WHERE alarm = 0"
+                                  " ORDER BY id LIMIT 512").fetchall()
+                ids = [rid for rid, at in _takewhile_old(chunk, cutoff)]
+                total += self._delete_ids(ids)
+                if len(ids) < len(chunk) or len(chunk) < 512:
+                    break
+            self._count({DROPPED_AGE: total})
+            # Ack state of boots untouched for max_age: a sleeping node starts a boot per
+            # wake-up, so this table would grow forever. A replay older than that would be
+            # stored again: a duplicate upstream, recognisable by (device, boot, seq).
+            c.execute("DELETE FROM ack_ahead WHERE (device, boot) IN (SELECT device, boot"
+                      " FROM ack_state WHERE updated_at < ?)", (cutoff,))
+            c.execute("DELETE FROM ack_state WHERE updated_at < ?", (cutoff,))
+            c.execute("COMMIT")
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
+        return total
+
+    # --- forwarder ---
+
+    def next_rows(self, after_alarm: int, after_normal: int, limit: int) -> list[Row]:
+        """Up to `limit` rows to forward: alarms first, then the oldest normal rows.
+
+        Two cursors (the last alarm id and normal id handed out) so an alarm that arrives
+        during a backlog goes ahead of it, and in-flight rows are not handed out twice.
+        """
+        rows = self.conn.execute(
+            "SELECT id, device, boot, seq, alarm, payload FROM readings WHERE alarm = 1"
+            " AND id > ? ORDER BY id LIMIT ?", (after_alarm, limit)).fetchall()
+        if len(rows) < limit:
+            rows += self.conn.execute(
+                "SELECT id, device, boot, seq, alarm, payload FROM readings WHERE alarm = 0"
+                " AND id > ? ORDER BY id LIMIT ?", (after_normal, limit - len(rows))).fetchall()
+        return [Row(r[0], r[1], r[2], r[3], bool(r[4]), r[5]) for r in rows]
+
+    def delete(self, ids: Sequence[int]) -> int:
+        """Delete forwarded rows (acknowledged upstream) in one transaction."""
+        if not ids:
+            return 0
+        c = self.conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            n = self._delete_ids(ids)
+            self._count({FORWARDED: n})
+            c.execute("COMMIT")
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
+        return n
+
+    # --- reading the state (CLI, tests, metrics) ---
+
+    def devices(self) -> dict[str, DeviceInfo]:
+        return load_devices(self.conn)
+
+    def counters(self) -> dict[str, int]:
+        return dict(self.conn.execute("SELECT name, value FROM counters").fetchall())
+
+    def queue_depth(self) -> tuple[int, int]:
+        rows, size = self.conn.execute("SELECT rows, bytes FROM queue_stats").fetchone()
+        return rows, size
+
+    def oldest_received_at(self) -> float | None:
+        row = self.conn.execute("SELECT min(received_at) FROM (SELECT received_at FROM readings"
+                                " ORDER BY id LIMIT 1)").fetchone()
+        return row[0]
+
+    def alarm_rows(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM readings WHERE alarm = 1").fetchone()[0]
+
+    def recent_acks(self, since: float, per_device: int = 8) -> dict[str, dict[int, int]]:
+        """Ack state changed since `since`: the latest `per_device` boots of each device."""
+        rows = self.conn.execute(
+            "SELECT device, boot, hw FROM (SELECT device, boot, hw, row_number() OVER"
+            " (PARTITION BY device ORDER BY updated_at DESC, boot DESC) AS n FROM ack_state"
+            " WHERE updated_at >= ?) WHERE n <= ? ORDER BY device, boot",
+            (since, per_device)).fetchall()
+        out: dict[str, dict[int, int]] = {}
+        for dev, boot, hw in rows:
+            if hw >= 1:
+                out.setdefault(dev, {})[boot] = hw
+        return out
+
+    def ack_levels(self, device: str) -> dict[int, int]:
+        return dict(self.conn.execute("SELECT boot, hw FROM ack_state WHERE device = ?",
+                                      (device,)).fetchall())
+
+    def device_states(self) -> list[dict[str, Any]]:
+        cur = self.conn.execute(
+            "SELECT d.device_id AS device, d.role, s.last_seen, s.online, s.interval, s.fw,"
+            " s.boot FROM devices d LEFT JOIN device_state s ON s.device = d.device_id"
+            " UNION SELECT s.device, NULL, s.last_seen, s.online, s.interval, s.fw, s.boot"
+            " FROM device_state s WHERE s.device NOT IN (SELECT device_id FROM devices)"
+            " ORDER BY 1")
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def dead_letters(self, limit: int = 50) -> list[dict[str, Any]]:
+        cur = self.conn.execute("SELECT id, received_at, topic, reason, length(payload) AS size"
+                                " FROM dead_letters ORDER BY id DESC LIMIT ?", (limit,))
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def dead_letter(self, dl_id: int) -> dict[str, Any] | None:
+        cur = self.conn.execute("SELECT * FROM dead_letters WHERE id = ?", (dl_id,))
+        row = cur.fetchone()
+        return None if row is None else dict(zip([d[0] for d in cur.description], row,
+                                                 strict=True))
+
+    def integrity_check(self) -> str:
+        return ", ".join(r[0] for r in self.conn.execute("PRAGMA integrity_check"))
+
+
+def _takewhile_old(chunk: Iterable[tuple[int, float]], cutoff: float) -> Iterable[tuple[int,
+                                                                                       float]]:
+    for rid, at in chunk:
+        if at >= cutoff:
+            return
+        yield rid, at

@@ -1,0 +1,151 @@
+"""The world a virtual board senses: Wi-Fi, analog inputs, pins, UART traffic.
+
+The relay answers the board's requests from here (vb_host.ask on the VM
+side); a scenario file gives the starting values and the control socket
+changes them while the board runs.  A later scenario engine can subclass
+World and compute values from time instead of storing them.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import VBoardError
+
+_UART_TX_KEEP = 64 * 1024  # bytes of board->host UART traffic kept per UART
+
+
+def _now_ms() -> int:
+    # CLOCK_MONOTONIC in ms: the same clock as time.ticks_ms() in the unix VM
+    return int(time.monotonic() * 1000)
+
+
+class World:
+    """Mutable state shared by the relay (host side) and the board (via requests)."""
+
+    def __init__(self, initial: dict[str, Any] | None = None) -> None:
+        self.wifi: dict[str, Any] = {
+            "up": True,
+            "ssid": None,  # None: any SSID the firmware asks for exists
+            "key": None,  # None: any key is accepted
+            "rssi": -60,
+            "connect_ms": 300,
+            "ip": "10.42.0.50",
+            "gw": "10.42.0.1",
+            "dns": "10.42.0.1",
+            "up_since_ms": 0,
+        }
+        self.adc_mv: dict[int, float] = {}
+        self.pins: dict[int, int] = {}
+        self.pin_out: dict[int, int] = {}
+        self.uart_rx: dict[int, bytearray] = {}
+        self.uart_tx: dict[int, bytearray] = {}
+        self.rtc_offset = 0.0
+        self.rtc_memory = ""
+        if initial:
+            self.update(initial)
+
+    @classmethod
+    def from_file(cls, path: Path | str | None) -> World:
+        if path is None:
+            return cls()
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise VBoardError(f"cannot read scenario {path}: {e}") from e
+        if not isinstance(data, dict):
+            raise VBoardError(f"scenario {path}: expected a mapping at the top level")
+        try:
+            return cls(data)
+        except (VBoardError, AttributeError, TypeError, ValueError) as e:
+            raise VBoardError(f"scenario {path}: {e}") from e
+
+    def update(self, data: dict[str, Any]) -> None:
+        """Merge values: {"wifi": {...}, "adc_mv": {pin: mV}, "pins": {pin: 0|1},
+        "uart_rx": {uart: text}}."""
+        for key, value in data.items():
+            if key == "wifi":
+                if "up" in value:
+                    self.set_wifi(bool(value["up"]))
+                self.wifi.update({k: v for k, v in value.items() if k != "up"})
+            elif key == "adc_mv":
+                self.adc_mv.update({int(k): float(v) for k, v in value.items()})
+            elif key == "pins":
+                self.pins.update({int(k): int(v) for k, v in value.items()})
+            elif key == "uart_rx":
+                for k, v in value.items():
+                    self.feed_uart(int(k), v.encode() if isinstance(v, str) else bytes(v))
+            else:
+                raise VBoardError(f"unknown world key {key!r}")
+
+    def set_wifi(self, up: bool) -> None:
+        if up and not self.wifi["up"]:
+            self.wifi["up_since_ms"] = _now_ms()
+        self.wifi["up"] = up
+
+    def feed_uart(self, uart: int, data: bytes) -> None:
+        self.uart_rx.setdefault(uart, bytearray()).extend(data)
+
+    def power_off(self) -> None:
+        """What a power cycle loses: RTC memory and the RTC's time setting."""
+        self.rtc_memory = ""
+        self.rtc_offset = 0.0
+
+    # ---- the board's side ----
+
+    def answer(self, op: str, msg: dict[str, Any]) -> Any:
+        """Reply to a request from the board (vb_host.ask)."""
+        if op == "wifi":
+            return self.wifi
+        if op == "adc":
+            return self.adc_mv.get(int(msg["pin"]), 0.0)
+        if op == "pin":
+            return self.pins.get(int(msg["id"]))
+        if op == "uart_any":
+            return len(self.uart_rx.get(int(msg["id"]), b""))
+        if op == "uart_read":
+            return self._uart_take(int(msg["id"]), int(msg.get("n", -1)))
+        if op == "uart_readline":
+            buf = self.uart_rx.get(int(msg["id"]), bytearray())
+            end = buf.find(b"\n")
+            return self._uart_take(int(msg["id"]), end + 1 if end >= 0 else -1)
+        if op == "rtc_offset":
+            return self.rtc_offset
+        if op == "rtc_memory":
+            return self.rtc_memory
+        raise VBoardError(f"board asked for unknown {op!r}")
+
+    def _uart_take(self, uart: int, n: int) -> str | None:
+        buf = self.uart_rx.get(uart)
+        if not buf:
+            return None
+        n = len(buf) if n < 0 else min(n, len(buf))
+        data = bytes(buf[:n])
+        del buf[:n]
+        return data.hex()
+
+    def event(self, op: str, msg: dict[str, Any]) -> None:
+        """A one-way report from the board."""
+        if op == "pin_out":
+            self.pin_out[int(msg["id"])] = int(msg["v"])
+        elif op == "uart_tx":
+            buf = self.uart_tx.setdefault(int(msg["id"]), bytearray())
+            buf.extend(bytes.fromhex(msg["data"]))
+            del buf[:-_UART_TX_KEEP]
+        elif op == "rtc_offset":
+            self.rtc_offset = float(msg["v"])
+        elif op == "rtc_memory":
+            self.rtc_memory = str(msg["v"])
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "wifi": dict(self.wifi),
+            "adc_mv": dict(self.adc_mv),
+            "pins": dict(self.pins),
+            "pin_out": dict(self.pin_out),
+            "uart_tx": {k: v.decode("latin-1") for k, v in self.uart_tx.items()},
+        }

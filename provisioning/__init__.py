@@ -1,0 +1,1 @@
+"""Provisioning: the `nodectl` CLI technicians use to flash, configure and register nodes."""

@@ -1,0 +1,63 @@
+"""The provisioning component's exceptions.
+
+Everything nodectl can report to a technician derives from `ProvisioningError`;
+only `provisioning.cli.main` prints them, as one line, and exits 2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+def one_line(text: str) -> str:
+    """Collapse whitespace so a message never spans lines (it is printed as one)."""
+    return " ".join(text.split())
+
+
+class ProvisioningError(Exception):
+    """Base of every error nodectl reports as `nodectl: <msg>` with exit code 2."""
+
+
+class BoardsFileError(ProvisioningError):
+    """boards.yaml is unreadable or breaks the schema.
+
+    str() is one line naming the file, line, board and field, e.g.
+    `boards.yaml:23: board 'boat-gps-cell': pins.gps_tx: GPIO 6 is a flash pin`.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        line: int | None,
+        message: str,
+        *,
+        board: str | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.path = path
+        self.line = line
+        self.message = one_line(message)
+        self.board = board
+        self.field = field
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        parts = [self.path if self.line is None else f"{self.path}:{self.line}"]
+        if self.board is not None:
+            parts.append(f"board {self.board!r}")
+        if self.field:
+            parts.append(self.field)
+        parts.append(self.message)
+        return ": ".join(parts)
+
+
+class UnknownBoard(ProvisioningError):
+    """A board kind name that boards.yaml does not define."""
+
+    def __init__(self, name: str, known: Iterable[str], path: str) -> None:
+        self.name = name
+        self.known = sorted(known)
+        self.path = path
+        super().__init__(
+            f"unknown board kind {name!r} in {path} (known: {', '.join(self.known) or 'none'})"
+        )

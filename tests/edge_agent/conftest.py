@@ -1,0 +1,53 @@
+"""Fixtures for the edge agent tests: a second (upstream) broker, nodes and a subscriber."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from edge_helpers import AgentThread, SimNode, Upstream, agent_config
+
+from hil_tests.mosquitto import Mosquitto
+
+
+@pytest.fixture
+def upstream_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """The IOC's broker: a second real mosquitto."""
+    broker = Mosquitto(tmp_path / "upstream-broker")
+    with broker:
+        yield broker
+
+
+@pytest.fixture
+def nodes() -> Iterator[list[SimNode]]:
+    """Append SimNodes here; they are disconnected after the test."""
+    made: list[SimNode] = []
+    yield made
+    for n in made:
+        n.close()
+
+
+@pytest.fixture
+def subscribers() -> Iterator[list[Upstream]]:
+    made: list[Upstream] = []
+    yield made
+    for s in made:
+        s.close()
+
+
+@pytest.fixture
+def start_agent(tmp_path: Path) -> Iterator[Callable[..., AgentThread]]:
+    """start_agent(local_url, upstream_url, **settings): the agent in a thread, subscribed;
+    stopped at teardown even when the test failed."""
+    made: list[AgentThread] = []
+
+    def start(local_url: str, upstream_url: str | None, **settings: Any) -> AgentThread:
+        a = AgentThread(agent_config(tmp_path / "data", local_url, upstream_url, **settings))
+        made.append(a)
+        return a
+
+    yield start
+    for a in made:
+        a.stop()
