@@ -5,47 +5,28 @@ paho client's loop itself (see ingress.py); the main thread only waits for a sig
 calls the hooks' heartbeat, and stops the workers in order. Workers talk through the
 database and one Event (`wake`: new rows committed).
 
-Hooks are where metrics, sd_notify and the systemd watchdog plug in: subclass Hooks,
-pass it to Agent; the calls come from the worker threads, so keep them quick and
-thread-safe.
+Hooks (hooks.py) are where metrics, sd_notify and the systemd watchdog plug in: subclass
+Hooks, pass it to Agent; the calls come from the worker threads, so keep them quick and
+thread-safe. `stalled()` tells the watchdog whether both worker loops are still turning.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from .config import Config
 from .errors import EdgeAgentError
 from .forward import Forwarder
+from .hooks import HookChain, Hooks
 from .ingress import Ingress
 from .store import BatchResult, Limits, Store
 
+__all__ = ["Agent", "HookChain", "Hooks"]
+
 log = logging.getLogger(__name__)
-
-
-class Hooks:
-    """Extension points; every method is a no-op here."""
-
-    def ready(self) -> None:
-        """Both workers have opened the store (brokers may still be unreachable)."""
-
-    def heartbeat(self) -> None:
-        """Called about once a second from the main thread while the agent runs."""
-
-    def link(self, name: str, up: bool) -> None:
-        """Broker `name` ("local" or "upstream") is up or down; for "local", up means
-        subscribed (SUBACK received), so messages published from then on reach the agent."""
-
-    def committed(self, result: BatchResult, messages: int, seconds: float) -> None:
-        """A group commit of `messages` messages took `seconds` (ingress thread)."""
-
-    def forwarded(self, rows: int) -> None:
-        """`rows` rows were acknowledged upstream and deleted (forwarder thread)."""
-
-    def stopping(self) -> None:
-        """A stop was requested; the workers are finishing."""
 
 
 class Agent:
@@ -57,8 +38,15 @@ class Agent:
         self.wake = threading.Event()
         self.error: BaseException | None = None
         self._opened = threading.Semaphore(0)
-        self.limits = Limits(cfg.max_rows, cfg.max_bytes, cfg.max_age, cfg.max_dead_letters)
+        # The WAL stays within half the reserve: freeing the reserve on a full disk always
+        # leaves room for the transactions that make room.
+        wal = max(64 << 10, cfg.reserve_bytes // 2) if cfg.reserve_bytes else 4 << 20
+        self.limits = Limits(cfg.max_rows, cfg.max_bytes, cfg.max_age, cfg.max_dead_letters,
+                             cfg.max_db_bytes, wal)
         self.threads: list[threading.Thread] = []
+        self.ingress: Ingress | None = None
+        self.forwarder: Forwarder | None = None
+        self.hooks.bind(self)
 
     def _worker(self, name: str, body: Callable[[Store], None], durable: bool) -> None:
         store: Store | None = None
@@ -81,12 +69,25 @@ class Agent:
             if any(o == "stored" for o in res.outcomes):
                 self.wake.set()
             self.hooks.committed(res, n, secs)
-        Ingress(self.cfg, store, self.stop_ingress, on_commit, self.hooks.link).run()
+        self.ingress = Ingress(self.cfg, store, self.stop_ingress, on_commit, self.hooks.link,
+                               self.hooks)
+        self.ingress.run()
 
     def _run_forwarder(self, store: Store) -> None:
         assert self.cfg.upstream is not None
-        Forwarder(self.cfg, self.cfg.upstream, store, self.stop_forward, self.wake,
-                  self.hooks.forwarded, self.hooks.link).run()
+        self.forwarder = Forwarder(self.cfg, self.cfg.upstream, store, self.stop_forward,
+                                   self.wake, self.hooks.forwarded, self.hooks.link)
+        self.forwarder.run()
+
+    def stalled(self, limit: float) -> list[str]:
+        """Workers whose loop has not turned for `limit` seconds, or that died: the
+        watchdog stops its pings then, and systemd restarts the agent."""
+        now = time.monotonic()
+        out = [t.name for t in self.threads if not t.is_alive()]
+        for name, w in (("ingress", self.ingress), ("forwarder", self.forwarder)):
+            if w is not None and now - w.loop_at > limit and name not in out:
+                out.append(name)
+        return out
 
     def start(self) -> None:
         # Create or migrate the database once, here, before two threads race to do it;
@@ -129,6 +130,7 @@ class Agent:
         self.stop_forward.set()
         for t in self.threads:
             t.join()
+        self.hooks.stopped()
         if self.error is not None:
             if isinstance(self.error, EdgeAgentError):
                 raise self.error

@@ -1,4 +1,5 @@
-"""`edge-agent` command line: run the agent, look at its queue and dead letters.
+"""`edge-agent` command line: run the agent, look at its queue, devices and dead letters,
+replay dead letters.
 
 main() is the single error boundary: an EdgeAgentError becomes one line
 `edge-agent: <message>` on stderr and exit code 2 (configuration) or 1 (anything else).
@@ -9,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -20,7 +22,10 @@ import click
 from .agent import Agent
 from .config import Config, load_config
 from .errors import EdgeAgentError, Rejected, StoreError
-from .store import Store
+from .fleet import judge
+from .ingress import check_message
+from .service import service_hooks
+from .store import DeadLetter, Store
 from .validate import decode_strict
 
 
@@ -67,7 +72,7 @@ def run(config_file: Path | None, data_dir: str | None, local_broker: str | None
     logging.basicConfig(stream=sys.stdout, level=cfg.log_level.upper(),
                         format="%(levelname)s %(name)s: %(message)s", force=True)
     logging.getLogger("edge_agent").info("config: %s", _describe(cfg))
-    agent = Agent(cfg)
+    agent = Agent(cfg, service_hooks(cfg))
 
     def on_signal(signum: int, frame: Any) -> None:
         logging.getLogger("edge_agent").info("%s: stopping", signal.Signals(signum).name)
@@ -91,39 +96,87 @@ def _describe(cfg: Config) -> str:
 
 @cli.command()
 @_config_options
-def status(config_file: Path | None, data_dir: str | None) -> None:
-    """Queue depth, oldest reading, devices, drops and dead letters (read from the store)."""
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(0),
+              help="Devices listed (offline ones first).")
+def status(config_file: Path | None, data_dir: str | None, limit: int) -> None:
+    """Agent and links, queue, drops, dead letters, devices online/offline, events."""
     cfg = _load(config_file, data_dir)
     store = _open_existing(cfg)
     try:
-        now = time.time()
-        rows, size = store.queue_depth()
-        oldest = store.oldest_received_at()
-        counters = store.counters()
-        click.echo(f"store:        {cfg.db_path}")
-        click.echo(f"queue:        {rows} readings, {size} bytes, {store.alarm_rows()} alarms")
-        click.echo("oldest:       " + (f"{now - oldest:.0f} s ago" if oldest else "-"))
-        for name in ("stored", "forwarded", "duplicates", "dropped_overflow", "dropped_age",
-                     "dead_letters", "dead_letters_dropped"):
-            click.echo(f"{name + ':':<14}{counters.get(name, 0)}")
-        devices = store.device_states()
-        click.echo(f"devices:      {len(devices)}")
-        for d in devices:
-            seen = d["last_seen"]
-            ago = f"{now - seen:.0f} s ago" if seen else "never"
-            state = _online(d, now, cfg.offline_multiple)
-            click.echo(f"  {d['device']:<32} {d['role'] or 'unregistered':<12} {state:<8} "
-                       f"last seen {ago}")
+        _print_status(cfg, store, time.time(), limit)
     finally:
         store.close()
 
 
-def _online(d: dict[str, Any], now: float, multiple: float) -> str:
-    if d["online"] == 0:
-        return "offline"
-    if d["last_seen"] and d["interval"]:
-        return "online" if now - d["last_seen"] <= multiple * d["interval"] else "silent"
-    return "online" if d["online"] else "unknown"
+def _ago(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def _print_status(cfg: Config, store: Store, now: float, limit: int) -> None:
+    state = store.agent_state()
+    beat = float(state["heartbeat"][0]) if "heartbeat" in state else None
+    running = (beat is not None and state.get("state", ("", 0))[0] == "running"
+               and now - beat < 30)
+    click.echo(f"store:        {cfg.db_path}")
+    if beat is None:
+        click.echo("agent:        never ran with this store")
+    elif running:
+        click.echo(f"agent:        running, pid {state['pid'][0]}, reported {_ago(now - beat)} ago")
+    elif state.get("state", ("", 0))[0] == "stopped":
+        click.echo(f"agent:        stopped {_ago(now - beat)} ago")
+    else:
+        click.echo(f"agent:        not reporting for {_ago(now - beat)} (pid "
+                   f"{state['pid'][0]} killed or hung?)")
+    heard_from = None
+    for name, label in (("upstream", "upstream:"), ("local", "local broker:")):
+        value = state.get(name, ("none", 0))[0]
+        if value == "none":
+            click.echo(f"{label:<14}none configured")
+            continue
+        link, _, since = value.partition(" ")
+        click.echo(f"{label:<14}{link} for {_ago(now - float(since))}"
+                   + ("" if running else " (when the agent last reported)"))
+        if name == "local" and running and link == "connected":
+            heard_from = float(since)
+    rows, size = store.queue_depth()
+    oldest = store.oldest_received_at()
+    counters = store.counters()
+    click.echo(f"queue:        {rows} readings, {size} bytes, {store.alarm_rows()} alarms")
+    click.echo("oldest:       " + (f"{_ago(now - oldest)} ago" if oldest else "-"))
+    for name in ("stored", "forwarded", "duplicates", "dropped_overflow", "dropped_age",
+                 "dropped_disk", "dead_letters", "dead_letters_dropped",
+                 "dead_letters_replayed"):
+        click.echo(f"{name + ':':<14}{counters.get(name, 0)}")
+    click.echo(f"dlq now:      {store.dead_letter_count()}")
+    devices = store.device_states()
+    j = judge(store.fleet(), now, cfg.offline_multiple, heard_from)
+    unknown = len(devices) - j.online - j.offline
+    click.echo(f"devices:      {len(devices)}: {j.online} online, {j.offline} offline, "
+               f"{unknown} never heard from")
+    order = {"offline": 0, "online": 1}
+    devices.sort(key=lambda d: (order.get(j.states.get(d["device"], ""), 2), d["device"]))
+    for d in devices[:limit]:
+        seen = d["last_seen"]
+        every = d["interval"] or d["seen_interval"]
+        click.echo(f"  {d['device']:<32} {d['role'] or 'unregistered':<12} "
+                   f"{j.states.get(d['device'], 'unknown'):<8} last seen "
+                   f"{_ago(now - seen) + ' ago' if seen else 'never':<10}"
+                   + (f" every {every:.0f} s" if every else ""))
+    if len(devices) > limit:
+        click.echo(f"  ... {len(devices) - limit} more (--limit)")
+    events = store.events(limit=5)
+    if events:
+        click.echo("events:")
+        for e in events:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["at"]))
+            click.echo(f"  {when}  {e['device']:<20} {e['kind']:<8} {e['detail']}")
 
 
 @cli.group()
@@ -168,6 +221,49 @@ def dlq_show(config_file: Path | None, data_dir: str | None, dl_id: int) -> None
         click.echo(f"{'cbor:':<9}{decode_strict(payload, max_depth=8)!r}"[:8192])
     except Rejected as e:
         click.echo(f"{'cbor:':<9}does not decode ({e.reason})")
+
+
+@dlq.command("replay")
+@_config_options
+@click.argument("ids", metavar="[ID]...", nargs=-1, type=int)
+@click.option("--all", "everything", is_flag=True, help="Every dead letter.")
+@click.option("--reason", help="Only dead letters whose reason contains this text.")
+def dlq_replay(config_file: Path | None, data_dir: str | None, ids: tuple[int, ...],
+               everything: bool, reason: str | None) -> None:
+    """Validate dead letters again (e.g. after registering their device) and ingest those
+    that pass; the others stay. Works while the agent runs."""
+    cfg = _load(config_file, data_dir)
+    if not ids and not everything and reason is None:
+        raise EdgeAgentError("dlq replay: name dead letter IDs, or --all, or --reason TEXT")
+    store = _open_existing(cfg)
+    try:
+        if not ids:
+            ids = tuple(store.dead_letter_ids(None if reason is None else f"%{reason}%"))
+        devices = store.devices()
+        counts: dict[str, int] = {}
+        for dl_id in ids:
+            outcome = _replay_one(cfg, store, dl_id, devices)
+            counts[outcome] = counts.get(outcome, 0) + 1
+    finally:
+        store.close()
+    click.echo(f"replayed {len(ids)}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+               if ids else "no dead letters matched")
+
+
+def _replay_one(cfg: Config, store: Store, dl_id: int, devices: dict[str, Any]) -> str:
+    d = store.dead_letter(dl_id)
+    if d is None:
+        raise EdgeAgentError(f"no dead letter {dl_id}")
+    item = check_message(cfg, d["topic"], d["payload"], devices.get)
+    if isinstance(item, DeadLetter):
+        click.echo(f"{dl_id:>6}  still rejected: {item.reason}")
+        return "still rejected"
+    try:
+        outcome = store.replay(dl_id, item)
+    except sqlite3.Error as e:
+        raise StoreError(f"{cfg.db_path}: replaying dead letter {dl_id}: {e}") from e
+    click.echo(f"{dl_id:>6}  {outcome}")
+    return outcome
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,7 +10,7 @@ Example file (every key optional):
     data_dir = "/var/lib/edge-agent"
     accept_unknown = false        # take readings from devices missing from the registry
     offline_multiple = 3          # offline after this many reporting intervals of silence
-    metrics_port = 0              # 0: no metrics endpoint
+    metrics_port = 0              # 0: no metrics endpoint; else http://127.0.0.1:<port>/metrics
 
     [local]                       # the nodes' broker on this gateway
     url = "mqtt://127.0.0.1:1883"
@@ -25,6 +25,7 @@ Example file (every key optional):
     username = "gw-01"
     password_file = "/etc/edge-agent/upstream.pass"   # mode 0600, never logged
     ca_file = "/etc/edge-agent/ca.pem"
+    publish_events = true         # offline/online events on <topic_prefix>/<device>/event
 
     [commit]
     interval = 0.1                # seconds a message may wait for its group commit
@@ -35,6 +36,8 @@ Example file (every key optional):
     max_bytes = 1073741824
     max_age = 2592000             # seconds; older non-alarm readings are dropped
     max_dead_letters = 10000
+    max_db_bytes = 0              # cap of the database file (0: the disk is the cap)
+    reserve_bytes = 4194304       # a file kept in data_dir, deleted to make room on a full disk
 """
 
 from __future__ import annotations
@@ -94,6 +97,9 @@ class Config:
     max_bytes: int = 1 << 30
     max_age: float = 30 * 86400.0
     max_dead_letters: int = 10_000
+    max_db_bytes: int = 0
+    reserve_bytes: int = 4 << 20
+    publish_events: bool = True
 
     @property
     def db_path(self) -> Path:
@@ -114,6 +120,12 @@ def default_data_dir() -> Path:
 def _positive_int(v: Any) -> int:
     if type(v) is not int or v <= 0:
         raise ValueError(f"must be a positive integer, got {v!r}")
+    return v
+
+
+def _non_negative_int(v: Any) -> int:
+    if type(v) is not int or v < 0:
+        raise ValueError(f"must be an integer >= 0, got {v!r}")
     return v
 
 
@@ -192,10 +204,12 @@ SPEC: dict[str, Callable[[Any], Any]] = {
     "local.url": _url, "local.max_message_bytes": _positive_int,
     **{f"local.{k}": f for k, f in _BROKER_KEYS.items()},
     "upstream.url": _optional_url, "upstream.inflight": _positive_int,
+    "upstream.publish_events": _boolean,
     **{f"upstream.{k}": f for k, f in _BROKER_KEYS.items()},
     "commit.interval": _positive_number, "commit.at_pending": _positive_int,
     "queue.max_rows": _positive_int, "queue.max_bytes": _positive_int,
     "queue.max_age": _positive_number, "queue.max_dead_letters": _positive_int,
+    "queue.max_db_bytes": _non_negative_int, "queue.reserve_bytes": _non_negative_int,
 }
 
 
@@ -210,6 +224,8 @@ def _defaults() -> dict[str, Any]:
         "commit.interval": 0.1, "commit.at_pending": 20,
         "queue.max_rows": 1_000_000, "queue.max_bytes": 1 << 30,
         "queue.max_age": 30 * 86400.0, "queue.max_dead_letters": 10_000,
+        "queue.max_db_bytes": 0, "queue.reserve_bytes": 4 << 20,
+        "upstream.publish_events": True,
     }
 
 
@@ -296,4 +312,6 @@ def _build(values: dict[str, Any], sources: dict[str, str]) -> Config:
         upstream_inflight=values["upstream.inflight"],
         commit_interval=values["commit.interval"], commit_at_pending=values["commit.at_pending"],
         max_rows=values["queue.max_rows"], max_bytes=values["queue.max_bytes"],
-        max_age=values["queue.max_age"], max_dead_letters=values["queue.max_dead_letters"])
+        max_age=values["queue.max_age"], max_dead_letters=values["queue.max_dead_letters"],
+        max_db_bytes=values["queue.max_db_bytes"], reserve_bytes=values["queue.reserve_bytes"],
+        publish_events=values["upstream.publish_events"])

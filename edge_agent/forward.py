@@ -9,6 +9,9 @@ A row stays in the store until the upstream's PUBACK for it; deletes are grouped
 one transaction every `DELETE_EVERY` seconds. After a disconnect paho resends the
 in-flight messages itself on reconnect; after a restart every row still in the store is
 sent again. Both may duplicate a reading upstream; neither can lose one.
+
+Fleet events (a device went offline or came back, see fleet.py) go out the same way on
+`<upstream prefix>/<device>/event`, QoS1, and are marked published on their PUBACK.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import cbor2
 import paho.mqtt.client as mqtt
 
 from .config import BrokerConfig, Config
@@ -31,6 +35,13 @@ log = logging.getLogger(__name__)
 DELETE_EVERY = 0.1  # seconds; also at DELETE_AT acked rows
 DELETE_AT = 200
 IDLE_POLL = 0.05  # seconds between store polls when there was nothing to send
+EVENT_POLL = 1.0  # seconds between looks for unpublished fleet events
+
+
+def encode_event(event: dict[str, Any]) -> bytes:
+    """A fleet event upstream: a CBOR map with text keys, like the status map."""
+    return cbor2.dumps({"v": 1, "dev": event["device"], "event": event["kind"],
+                        "at": event["at"], "detail": event["detail"]}, canonical=True)
 
 
 class Forwarder:
@@ -49,6 +60,12 @@ class Forwarder:
         self.alarm_cursor = 0  # highest alarm id handed to paho
         self.normal_cursor = 0  # highest normal id handed to paho
         self.next_poll = 0.0
+        self.publish_events = cfg.publish_events
+        self.event_inflight: dict[int, int] = {}  # paho mid -> events.id
+        self.event_cursor = 0
+        self.events_acked: list[int] = []
+        self.next_event_poll = 0.0
+        self.loop_at = time.monotonic()  # the watchdog checks this loop keeps turning
         client = make_client(upstream, clean_session=True)
         client.max_inflight_messages_set(self.window)
         client.on_publish = self._on_publish
@@ -59,6 +76,10 @@ class Forwarder:
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
                     properties: Any) -> None:
+        eid = self.event_inflight.pop(mid, None)
+        if eid is not None:
+            self.events_acked.append(eid)
+            return
         rid = self.inflight.pop(mid, None)
         if rid is not None:
             if not self.acked:
@@ -67,9 +88,11 @@ class Forwarder:
 
     def run(self) -> None:
         while not self.stop.is_set():
+            self.loop_at = time.monotonic()
             self.link.step(0.02)
             if self.link.connected:
                 self._fill()
+                self._events()
             self._maybe_delete()
         self._flush_deletes()
         self.link.close()
@@ -98,11 +121,36 @@ class Forwarder:
             else:
                 self.normal_cursor = max(self.normal_cursor, row.id)
 
+    def _events(self) -> None:
+        now = time.monotonic()
+        if not self.publish_events or now < self.next_event_poll:
+            return
+        self.next_event_poll = now + EVENT_POLL
+        try:
+            events = self.store.events(limit=50, after=self.event_cursor, unpublished=True)
+        except sqlite3.Error as e:
+            log.error("reading fleet events failed: %s", e)
+            return
+        for ev in events:
+            info = self.client.publish(f"{self.prefix}/{ev['device']}/event", encode_event(ev),
+                                       qos=1)
+            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                break
+            self.event_inflight[info.mid] = ev["id"]
+            self.event_cursor = ev["id"]
+
     def _maybe_delete(self) -> None:
-        if self.acked and (len(self.acked) >= DELETE_AT or time.monotonic() >= self.delete_due):
+        if self.events_acked or (self.acked and (len(self.acked) >= DELETE_AT
+                                                  or time.monotonic() >= self.delete_due)):
             self._flush_deletes()
 
     def _flush_deletes(self) -> None:
+        if self.events_acked:
+            ids, self.events_acked = self.events_acked, []
+            try:
+                self.store.mark_published(ids)
+            except sqlite3.Error as e:
+                log.error("marking %d events published failed: %s", len(ids), e)
         if not self.acked:
             return
         ids, self.acked = self.acked, []

@@ -11,6 +11,13 @@ No locks, no queue between threads, and a PUBACK can never overtake its commit.
 The broker session is persistent (fixed client id, clean_session False) and acks are
 manual, so a message the agent has not committed stays at the broker and is delivered
 again after a crash or a reconnect; the store deduplicates it and it is acked again.
+
+A full disk: the commit fails with SQLITE_FULL, nothing is acked. The agent then deletes
+its reserve file (space kept for this moment), drops the oldest non-alarm readings in a
+transaction of their own (counted as `dropped_disk`), caps the queue where it stands so
+that later commits drop what they add, recreates the reserve when it can, and commits
+again. Alarms are never dropped; with only alarms left, commits wait and retry, and the
+broker keeps what is not acked.
 """
 
 from __future__ import annotations
@@ -28,10 +35,12 @@ import paho.mqtt.client as mqtt
 
 from . import wire
 from .config import Config
+from .diskspace import Reserve, is_disk_full
 from .errors import Rejected
+from .hooks import Hooks
 from .mqttlink import Backoff, Link, make_client
 from .store import BatchResult, DeadLetter, Item, Store
-from .validate import DeviceInfo, validate_status, validate_up
+from .validate import DeviceInfo, Lookup, reason_class, validate_status, validate_up
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +64,39 @@ def encode_ack(device: str, acks: dict[int, int]) -> bytes:
                        canonical=True)
 
 
+def check_message(cfg: Config, topic: str, payload: bytes, lookup: Lookup) -> Item:
+    """Validate one message from `<prefix>/<device>/<kind>` into a Reading or Status, a
+    DeadLetter (with the reason), or None (a cleared retained status). Also used to
+    replay dead letters."""
+    prefix = cfg.local.topic_prefix
+    rest = topic[len(prefix) + 1:] if topic.startswith(prefix + "/") else ""
+    device, _, kind = rest.partition("/")
+    try:
+        if kind == "up":
+            return validate_up(device, payload, lookup, accept_unknown=cfg.accept_unknown,
+                               max_bytes=cfg.max_message_bytes)
+        if kind == "status":
+            return validate_status(device, payload, lookup, accept_unknown=cfg.accept_unknown,
+                                   max_bytes=cfg.max_message_bytes)
+        raise Rejected("unexpected topic")
+    except Rejected as e:
+        return DeadLetter(topic, payload, e.reason, e.identity)
+
+
 class Ingress:
     def __init__(self, cfg: Config, store: Store, stop: threading.Event,
                  on_commit: Callable[[BatchResult, int, float], None] | None = None,
-                 on_link: Callable[[str, bool], None] | None = None) -> None:
+                 on_link: Callable[[str, bool], None] | None = None,
+                 hooks: Hooks | None = None) -> None:
         self.cfg, self.store, self.stop = cfg, store, stop
         self.on_commit = on_commit
         self.on_link = on_link
+        self.hooks = hooks or Hooks()
+        self.reserve = Reserve(cfg.data_dir / "reserve", cfg.reserve_bytes)
+        self.loop_at = time.monotonic()  # the watchdog checks this loop keeps turning
+        self.last_room = -1e9
+        self._drops = [0, 0]  # (overflow, disk) drops not logged yet
+        self._drops_logged = -1e9
         self.prefix = cfg.local.topic_prefix
         self.pending: list[Pending] = []
         self.deadline = 0.0
@@ -126,27 +161,18 @@ class Ingress:
             return  # not acked: the broker keeps it for the next run
         payload = bytes(msg.payload)
         item = self._check(msg.topic, payload)
+        self.hooks.received(msg.topic.rsplit("/", 1)[-1][:16],
+                            reason_class(item.reason) if isinstance(item, DeadLetter) else None)
         if not self.pending:
             self.deadline = time.monotonic() + self.cfg.commit_interval
         self.pending.append(Pending(msg.mid, msg.qos, self.link.epoch, item))
 
     def _check(self, topic: str, payload: bytes) -> Item:
         """Validate into a Reading/Status, or a DeadLetter; None for a cleared status."""
-        rest = topic[len(self.prefix) + 1:] if topic.startswith(self.prefix + "/") else ""
-        device, _, kind = rest.partition("/")
-        try:
-            if kind == "up":
-                return validate_up(device, payload, self._lookup,
-                                   accept_unknown=self.cfg.accept_unknown,
-                                   max_bytes=self.cfg.max_message_bytes)
-            if kind == "status":
-                return validate_status(device, payload, self._lookup,
-                                       accept_unknown=self.cfg.accept_unknown,
-                                       max_bytes=self.cfg.max_message_bytes)
-            raise Rejected("unexpected topic")
-        except Rejected as e:
-            self._log_dead_letter(topic, e.reason)
-            return DeadLetter(topic, payload, e.reason, e.identity)
+        item = check_message(self.cfg, topic, payload, self._lookup)
+        if isinstance(item, DeadLetter):
+            self._log_dead_letter(topic, item.reason)
+        return item
 
     def _log_dead_letter(self, topic: str, reason: str) -> None:
         """At most one line per topic per minute: a broken node must not flood journald."""
@@ -170,19 +196,51 @@ class Ingress:
     # --- the loop ---
 
     def run(self) -> None:
+        if not self.reserve.ensure():
+            log.warning("cannot keep %d bytes of reserve in %s: the disk is nearly full",
+                        self.cfg.reserve_bytes, self.cfg.data_dir)
         while not self.stop.is_set():
+            self.loop_at = time.monotonic()
             timeout = 0.05
-            if self.pending:
-                timeout = max(0.0, min(timeout, self.deadline - time.monotonic()))
+            if self.pending:  # wake for the commit deadline (or, after a failure, the retry)
+                due = max(self.deadline, self.retry_at)
+                timeout = max(0.0, min(timeout, due - time.monotonic()))
             self.link.step(timeout)
             self._maybe_commit()
             if time.monotonic() >= self.next_expire:
                 self.next_expire = time.monotonic() + EXPIRE_EVERY
-                dropped = self.store.expire()
-                if dropped:
-                    log.warning("dropped %d readings older than %.0f s", dropped,
-                                self.cfg.max_age)
+                self._sweep()
         self.drain()
+
+    def _sweep(self) -> None:
+        """Once a minute: the max_age policy, and the disk cap re-checked."""
+        try:
+            dropped = self.store.expire()
+        except sqlite3.Error as e:
+            log.error("dropping old readings failed: %s", e)
+            return
+        if dropped:
+            log.warning("dropped %d readings older than %.0f s", dropped, self.cfg.max_age)
+            self.hooks.dropped("age", dropped)
+        self._relax_disk_cap()
+
+    def _relax_disk_cap(self) -> None:
+        """After a full disk the queue is capped; once space is free again (the operator
+        cleaned up, or the forwarder drained), let it grow into the space beyond twice the
+        reserve."""
+        self.reserve.ensure()
+        if self.store.disk_cap is None:
+            return
+        free = self.reserve.free_bytes()
+        room = self.store.free_room()
+        if room is not None:
+            free = min(free, room)
+        spare = free - 2 * max(self.cfg.reserve_bytes, 1 << 20)
+        if spare > 0 and self.reserve.present():
+            cap = self.store.disk_cap + spare
+            self.store.disk_cap = None if cap >= self.cfg.max_bytes else cap
+            log.info("disk has room again: queue cap %s",
+                     "lifted" if self.store.disk_cap is None else f"{cap} bytes")
 
     def _maybe_commit(self) -> None:
         if not self.pending or time.monotonic() < self.retry_at:
@@ -197,8 +255,11 @@ class Ingress:
         try:
             res = self.store.insert_batch([p.item for p in batch])
         except sqlite3.Error as e:
-            # Disk full, I/O error...: nothing is acked, so nothing is lost; try again.
+            # Nothing is acked, so nothing is lost; make room if the disk is full, retry.
             self.pending = batch + self.pending
+            if is_disk_full(e) and self._make_room(batch):
+                self.retry_at = time.monotonic()
+                return None
             delay = self.commit_backoff.next()
             self.retry_at = time.monotonic() + delay
             log.error("commit of %d messages failed: %s; retrying in %.1f s", len(batch), e,
@@ -207,7 +268,7 @@ class Ingress:
         self.commit_backoff.reset()
         elapsed = time.monotonic() - t0
         if res.dropped:
-            log.warning("queue full: dropped %d oldest non-alarm readings", res.dropped)
+            self._note_drops(res.dropped - res.dropped_disk, res.dropped_disk)
         for p in batch:
             if p.epoch == self.link.epoch and self.link.connected:
                 self.client.ack(p.mid, p.qos)
@@ -216,6 +277,49 @@ class Ingress:
         if self.on_commit:
             self.on_commit(res, len(batch), elapsed)
         return res
+
+    def _note_drops(self, overflow: int, disk: int) -> None:
+        """Count drops; log them at most once a minute (a full queue drops on every
+        commit, which must not flood journald)."""
+        if overflow:
+            self.hooks.dropped("overflow", overflow)
+        if disk:
+            self.hooks.dropped("disk_full", disk)
+        self._drops[0] += overflow
+        self._drops[1] += disk
+        now = time.monotonic()
+        if now - self._drops_logged >= 60.0:
+            self._drops_logged = now
+            log.warning("queue full: dropped %d oldest non-alarm readings (%d over the queue"
+                        " limits, %d for the full disk) since the last report",
+                        sum(self._drops), *self._drops)
+            self._drops = [0, 0]
+
+    def _make_room(self, batch: list[Pending]) -> bool:
+        """The disk is full: free the reserve (room for the next transactions' WAL), drop
+        the oldest non-alarm readings (a tenth of the queue, at least four times this
+        batch), checkpoint. The reserve is recreated by the sweep once the disk has room.
+        False when nothing could be freed: the caller backs off and retries."""
+        now = time.monotonic()
+        if now - self.last_room < 1.0:
+            return False  # made room a moment ago and still full: back off, don't cascade
+        self.last_room = now
+        size = self.store.queue_depth()[1]
+        want = max(size // 10, 4 * sum(len(getattr(p.item, "payload", b"")) for p in batch),
+                   64 << 10)
+        had_reserve = self.reserve.release()
+        try:
+            dropped, dead = self.store.make_room(want)
+        except sqlite3.Error as e:
+            log.error("disk full, and dropping old readings to make room failed: %s", e)
+            return had_reserve
+        log.warning("disk full: dropped the %d oldest non-alarm readings (%d dead letters);"
+                    " queue capped at %d bytes%s", dropped, dead, self.store.disk_cap or 0,
+                    ", reserve released" if had_reserve else "")
+        if dropped:
+            self.hooks.dropped("disk_full", dropped)
+        self.next_expire = min(self.next_expire, now + 5.0)  # see to the reserve soon
+        return dropped > 0 or dead > 0 or had_reserve
 
     def drain(self, timeout: float = 3.0) -> None:
         """On stop: commit what is pending, send its acks, then disconnect cleanly."""

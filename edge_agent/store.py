@@ -9,17 +9,22 @@ Invariants the rest of the agent relies on:
   a seq in either is a duplicate (acked again, not stored again).
 - `readings.id` is AUTOINCREMENT: ids grow with arrival order and are never reused, so
   the forwarder's cursors never skip a row.
-- Alarms are never dropped by the overflow or age policy; every drop is counted.
+- Alarms are never dropped by the overflow, age or disk-full policy; every drop is counted.
+- A full disk (SQLITE_FULL, or the `max_db_bytes` page cap) is handled by the caller
+  with `make_room()`, which drops the oldest non-alarm readings in a transaction of its
+  own and lowers `disk_cap`, so later batches drop as much as they add and SQLite reuses
+  the freed pages instead of growing the file.
 
 Each thread opens its own Store (sqlite3 connections are per thread).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +33,7 @@ from .errors import StoreError
 from .registry import REGISTRY_DDL, load_devices
 from .validate import DeviceInfo, Reading, Status
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
@@ -62,8 +67,27 @@ CREATE TABLE IF NOT EXISTS device_state (
     interval    INTEGER,                -- reporting interval from the status, seconds
     fw          TEXT,
     status      BLOB,                   -- last status payload
-    status_at   REAL
+    status_at   REAL,
+    seen_interval REAL,                 -- observed spacing of its messages (EWMA), seconds
+    seen_samples INTEGER,               -- how many gaps taught seen_interval
+    offline_since REAL                  -- set when the agent declared it offline
 );
+
+CREATE TABLE IF NOT EXISTS events (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    at          REAL NOT NULL,
+    device      TEXT NOT NULL,
+    kind        TEXT NOT NULL,          -- 'offline' or 'online'
+    detail      TEXT NOT NULL,
+    published   INTEGER NOT NULL DEFAULT 0  -- 1 once the upstream acknowledged it
+);
+CREATE INDEX IF NOT EXISTS events_unpublished ON events (published, id);
+
+CREATE TABLE IF NOT EXISTS agent_state (
+    name        TEXT PRIMARY KEY,       -- 'upstream', 'local', 'pid', ...
+    value       TEXT NOT NULL,
+    updated_at  REAL NOT NULL
+) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS ack_state (
     device      TEXT NOT NULL,
@@ -101,9 +125,23 @@ CREATE TRIGGER IF NOT EXISTS readings_count_del AFTER DELETE ON readings BEGIN
 END;
 """
 
+# Schema 1 -> 2: the fleet view (device silence, events, the agent's reported state).
+MIGRATE_1_2 = """
+ALTER TABLE device_state ADD COLUMN seen_interval REAL;
+ALTER TABLE device_state ADD COLUMN seen_samples INTEGER;
+ALTER TABLE device_state ADD COLUMN offline_since REAL;
+"""
+
+# A gap between two messages of a device shorter than this is a burst (an outbox being
+# resent), not its reporting interval: it does not teach the observed interval.
+MIN_INTERVAL_SAMPLE = 1.0
+# Gaps needed before the observed interval is trusted to call a device silent.
+MIN_INTERVAL_SAMPLES = 3
+
 # Counter names.
 DROPPED_OVERFLOW = "dropped_overflow"
 DROPPED_AGE = "dropped_age"
+DROPPED_DISK = "dropped_disk"
 DEAD_LETTERS = "dead_letters"
 DEAD_LETTERS_DROPPED = "dead_letters_dropped"
 DUPLICATES = "duplicates"
@@ -117,6 +155,8 @@ class Limits:
     max_bytes: int = 1 << 30
     max_age: float = 30 * 86400.0
     max_dead_letters: int = 10_000
+    max_db_bytes: int = 0  # 0: no cap beyond the disk itself (PRAGMA max_page_count)
+    wal_bytes: int = 4 << 20  # the WAL is checkpointed, and truncated back, at this size
 
 
 @dataclass(frozen=True)
@@ -141,7 +181,8 @@ class Row:
 class BatchResult:
     outcomes: list[str] = field(default_factory=list)  # one per item, in order
     acks: dict[str, dict[int, int]] = field(default_factory=dict)  # device -> {boot: hw}
-    dropped: int = 0
+    dropped: int = 0  # readings dropped by the size policies, the disk's included
+    dropped_disk: int = 0  # of which because the disk is full (disk_cap)
 
 
 Item = Reading | DeadLetter | Status | None
@@ -162,6 +203,7 @@ class Store:
         forwarder's connection: a delete lost in a power cut only means a duplicate."""
         self.path = Path(path)
         self.limits = limits or Limits()
+        self.disk_cap: int | None = None  # queue bytes the disk has room for, once it filled
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             if not self.path.exists():
@@ -171,6 +213,12 @@ class Store:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             self._migrate()
+            page = self.conn.execute("PRAGMA page_size").fetchone()[0]
+            # A bounded WAL: on a full disk, the room it may need is known (the reserve).
+            self.conn.execute(f"PRAGMA wal_autocheckpoint={max(16, self.limits.wal_bytes // page)}")
+            self.conn.execute(f"PRAGMA journal_size_limit={self.limits.wal_bytes}")
+            if self.limits.max_db_bytes:
+                self.conn.execute(f"PRAGMA max_page_count={self.limits.max_db_bytes // page}")
         except OSError as e:
             raise StoreError(f"{self.path}: cannot open: {e.strerror}") from e
         except sqlite3.Error as e:
@@ -181,10 +229,17 @@ class Store:
         if version > SCHEMA_VERSION:
             raise StoreError(f"{self.path}: schema version {version} is newer than this agent")
         if version < SCHEMA_VERSION:
-            # Idempotent DDL in one transaction: two threads opening at once is harmless.
+            # Idempotent DDL in one transaction: two threads opening at once is harmless
+            # (the loser of a 1 -> 2 race fails on the ALTER and finds version 2).
+            alter = MIGRATE_1_2 if version == 1 else ""
             try:
-                self.conn.executescript("BEGIN IMMEDIATE;" + REGISTRY_DDL + SCHEMA
+                self.conn.executescript("BEGIN IMMEDIATE;" + REGISTRY_DDL + SCHEMA + alter
                                         + f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+            except sqlite3.OperationalError:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                if self.conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                    raise
             except BaseException:
                 if self.conn.in_transaction:
                     self.conn.execute("ROLLBACK")
@@ -192,6 +247,18 @@ class Store:
 
     def close(self) -> None:
         self.conn.close()
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[None]:
+        """One write transaction (the connection is in autocommit mode)."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self.conn.execute("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
 
     # --- ingress ---
 
@@ -239,20 +306,12 @@ class Store:
             counts[STORED] = out.count("stored")
             counts[DUPLICATES] = out.count("duplicate") + out.count("dead_duplicate")
             counts[DEAD_LETTERS] = out.count("dead")
-            for (dev, boot), st in boots.items():
-                if st.dirty:
-                    c.execute("INSERT INTO ack_state (device, boot, hw, updated_at)"
-                              " VALUES (?, ?, ?, ?) ON CONFLICT (device, boot) DO UPDATE SET"
-                              " hw = excluded.hw, updated_at = excluded.updated_at",
-                              (dev, boot, st.hw, now))
-                if st.hw >= 1:
-                    res.acks.setdefault(dev, {})[boot] = st.hw
+            res.acks = self._save_boots(boots, now)
             for dev, boot in latest_boot.items():
-                c.execute("INSERT INTO device_state (device, last_seen, boot) VALUES (?, ?, ?)"
-                          " ON CONFLICT (device) DO UPDATE SET last_seen = excluded.last_seen,"
-                          " boot = max(coalesce(boot, 0), excluded.boot)", (dev, now, boot))
-            res.dropped = self._enforce_size()
-            counts[DROPPED_OVERFLOW] = res.dropped
+                self._seen(dev, boot, now)
+            counts[DROPPED_OVERFLOW], counts[DROPPED_DISK] = self._enforce_size()
+            res.dropped = counts[DROPPED_OVERFLOW] + counts[DROPPED_DISK]
+            res.dropped_disk = counts[DROPPED_DISK]
             if counts[DEAD_LETTERS]:
                 counts[DEAD_LETTERS_DROPPED] = self._enforce_dead_letters()
             self._count(counts)
@@ -262,6 +321,20 @@ class Store:
                 c.execute("ROLLBACK")
             raise
         return res
+
+    def _save_boots(self, boots: dict[tuple[str, int], _Boot], now: float
+                    ) -> dict[str, dict[int, int]]:
+        """Write the ack state the batch changed; return the acks to send."""
+        acks: dict[str, dict[int, int]] = {}
+        for (dev, boot), st in boots.items():
+            if st.dirty:
+                self.conn.execute(
+                    "INSERT INTO ack_state (device, boot, hw, updated_at) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (device, boot) DO UPDATE SET hw = excluded.hw,"
+                    " updated_at = excluded.updated_at", (dev, boot, st.hw, now))
+            if st.hw >= 1:
+                acks.setdefault(dev, {})[boot] = st.hw
+        return acks
 
     def _boot(self, boots: dict[tuple[str, int], _Boot], device: str, boot: int) -> _Boot:
         st = boots.get((device, boot))
@@ -321,6 +394,21 @@ class Store:
         st.has_ahead = c.execute("SELECT 1 FROM ack_ahead WHERE device = ? AND boot = ?"
                                  " LIMIT 1", (device, boot)).fetchone() is not None
 
+    def _seen(self, dev: str, boot: int, now: float) -> None:
+        """last_seen, and the observed interval: an EWMA of the gaps between messages, each
+        gap capped at twice the estimate so one outage does not make the device look slow
+        for hours; bursts (gaps < MIN_INTERVAL_SAMPLE) are ignored."""
+        self.conn.execute(
+            "INSERT INTO device_state (device, last_seen, boot) VALUES (?1, ?2, ?3)"
+            " ON CONFLICT (device) DO UPDATE SET"
+            " seen_interval = CASE WHEN last_seen IS NULL OR ?2 - last_seen < ?4"
+            "   THEN seen_interval WHEN seen_interval IS NULL THEN ?2 - last_seen"
+            "   ELSE 0.75 * seen_interval + 0.25 * min(?2 - last_seen, 2 * seen_interval) END,"
+            " seen_samples = coalesce(seen_samples, 0)"
+            "   + (last_seen IS NOT NULL AND ?2 - last_seen >= ?4),"
+            " last_seen = ?2, boot = max(coalesce(boot, 0), ?3)",
+            (dev, now, boot, MIN_INTERVAL_SAMPLE))
+
     def _status(self, st: Status, now: float) -> None:
         f = st.fields
         self.conn.execute(
@@ -333,12 +421,20 @@ class Store:
             (st.device, now if st.online else None, f.get("boot"), int(st.online),
              f.get("interval"), f.get("fw"), st.payload, now))
 
-    def _enforce_size(self) -> int:
-        """Drop the oldest non-alarm readings while over max_rows or max_bytes."""
+    def _enforce_size(self) -> tuple[int, int]:
+        """Drop the oldest non-alarm readings while over max_rows or max_bytes, then while
+        over the smaller `disk_cap` a full disk set. Returns (overflow, disk) drops."""
         rows, size = self.conn.execute("SELECT rows, bytes FROM queue_stats").fetchone()
-        over_rows = rows - self.limits.max_rows
-        over_bytes = size - self.limits.max_bytes
-        dropped = 0
+        n, freed = self._drop_oldest(rows - self.limits.max_rows, size - self.limits.max_bytes)
+        disk = 0
+        if self.disk_cap is not None and size - freed > self.disk_cap:
+            disk, _ = self._drop_oldest(0, size - freed - self.disk_cap)
+        return n, disk
+
+    def _drop_oldest(self, over_rows: int, over_bytes: int) -> tuple[int, int]:
+        """Delete the oldest non-alarm readings until both excesses are <= 0; returns
+        (rows, payload bytes) deleted."""
+        dropped = freed = 0
         while over_rows > 0 or over_bytes > 0:
             chunk = self.conn.execute(
                 "SELECT id, length(payload) FROM readings WHERE alarm = 0 ORDER BY id LIMIT 512"
@@ -352,9 +448,10 @@ class Store:
                 ids.append(rid)
                 over_rows -= 1
                 over_bytes -= n
+                freed += n
             self._delete_ids(ids)
             dropped += len(ids)
-        return dropped
+        return dropped, freed
 
     def _enforce_dead_letters(self) -> int:
         n = self.conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
@@ -409,6 +506,174 @@ class Store:
                 c.execute("ROLLBACK")
             raise
         return total
+
+    # --- a full disk ---
+
+    def make_room(self, nbytes: int) -> tuple[int, int]:
+        """The disk is full: drop the oldest non-alarm readings (at least `nbytes` of
+        payload, at least one chunk) in a transaction of their own, checkpoint so the WAL
+        can be reused, and cap the queue where it now stands so each later batch drops
+        what it adds. With no non-alarm reading left, the oldest dead letters go instead.
+        Returns (readings, dead letters) dropped."""
+        c = self.conn
+        dead = 0
+        self.checkpoint(truncate=True)  # the WAL's pages into the database, its file freed
+        with self._tx():
+            dropped, _ = self._drop_oldest(0, max(1, nbytes))
+            self._count({DROPPED_DISK: dropped})
+            if not dropped:
+                dead = c.execute("DELETE FROM dead_letters WHERE id IN (SELECT id FROM"
+                                 " dead_letters ORDER BY id LIMIT 512)").rowcount
+                self._count({DEAD_LETTERS_DROPPED: dead})
+        self.disk_cap = self.queue_depth()[1]
+        self.checkpoint(truncate=True)
+        return dropped, dead
+
+    def checkpoint(self, truncate: bool = False) -> None:
+        """Copy the WAL into the database so the next writer starts the WAL over;
+        truncate=True also gives the WAL file's space back to the filesystem."""
+        try:
+            mode = "TRUNCATE" if truncate else "PASSIVE"
+            self.conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
+        except sqlite3.Error:
+            pass  # best effort: the next commit's autocheckpoint tries again
+
+    def free_room(self) -> int | None:
+        """Bytes the page cap (`max_db_bytes`) still allows, free pages included; None
+        without a cap."""
+        if not self.limits.max_db_bytes:
+            return None
+        page = self.conn.execute("PRAGMA page_size").fetchone()[0]
+        used = self.conn.execute("PRAGMA page_count").fetchone()[0]
+        free = self.conn.execute("PRAGMA freelist_count").fetchone()[0]
+        return max(0, self.limits.max_db_bytes // page - used + free) * page
+
+    # --- dead letters: replay ---
+
+    def replay(self, dl_id: int, item: Item) -> str:
+        """Ingest dead letter `dl_id` again as `item` (validated anew by the caller) and
+        remove it, in one transaction. A dead letter that named its (device, boot, seq)
+        closed that seq when it was kept, so its reading is stored outright; one that did
+        not (an unknown device) goes through the usual dedup. Returns the outcome:
+        "stored", "duplicate" or "status"."""
+        c = self.conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            row = c.execute("SELECT device, boot, seq FROM dead_letters WHERE id = ?",
+                            (dl_id,)).fetchone()
+            if row is None:
+                raise StoreError(f"no dead letter {dl_id}")
+            now = time.time()
+            outcome = "status"
+            if isinstance(item, Reading):
+                fresh = True
+                if row[0] is None:
+                    boots: dict[tuple[str, int], _Boot] = {}
+                    fresh = self._close(boots, item.device, item.boot, item.seq)
+                    self._save_boots(boots, now)
+                elif (row[0], row[1], row[2]) != (item.device, item.boot, item.seq):
+                    raise StoreError(f"dead letter {dl_id}: its identity changed")
+                if fresh:
+                    c.execute("INSERT OR IGNORE INTO readings (device, boot, seq, alarm,"
+                              " received_at, payload) VALUES (?, ?, ?, ?, ?, ?)",
+                              (item.device, item.boot, item.seq, int(item.alarm), now,
+                               item.payload))
+                    self._seen(item.device, item.boot, now)
+                    self._count({STORED: 1})
+                    outcome = "stored"
+                else:
+                    self._count({DUPLICATES: 1})
+                    outcome = "duplicate"
+            elif isinstance(item, Status):
+                self._status(item, now)
+            c.execute("DELETE FROM dead_letters WHERE id = ?", (dl_id,))
+            self._count({"dead_letters_replayed": 1})
+            c.execute("COMMIT")
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
+        return outcome
+
+    def dead_letter_ids(self, reason_like: str | None = None) -> list[int]:
+        if reason_like is None:
+            return [r[0] for r in self.conn.execute("SELECT id FROM dead_letters ORDER BY id")]
+        return [r[0] for r in self.conn.execute(
+            "SELECT id FROM dead_letters WHERE reason LIKE ? ORDER BY id", (reason_like,))]
+
+    def dead_letter_count(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
+
+    # --- fleet view: device silence, events, the agent's reported state ---
+
+    def fleet(self, min_samples: int = MIN_INTERVAL_SAMPLES
+              ) -> list[tuple[str, float | None, int | None, int | None, float | None,
+                              float | None]]:
+        """(device, last_seen, online, interval, seen_interval, offline_since) per device;
+        seen_interval only once `min_samples` gaps have taught it."""
+        return self.conn.execute(
+            "SELECT device, last_seen, online, interval, CASE WHEN seen_samples >= ?"
+            " THEN seen_interval END, offline_since FROM device_state",
+            (min_samples,)).fetchall()
+
+    def record_events(self, events: Sequence[tuple[str, str, str]],
+                      now: float | None = None, keep: int = 10_000) -> None:
+        """Record (device, kind, detail) events and set or clear each device's
+        offline_since, in one transaction; keep the newest `keep` events."""
+        if not events:
+            return
+        now = time.time() if now is None else now
+        c = self.conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            for device, kind, detail in events:
+                c.execute("INSERT INTO events (at, device, kind, detail) VALUES (?, ?, ?, ?)",
+                          (now, device, kind, detail))
+                if kind == "offline":
+                    c.execute("UPDATE device_state SET offline_since = ? WHERE device = ?",
+                              (now, device))
+                else:  # heard from again: whatever its last will said is past
+                    c.execute("UPDATE device_state SET offline_since = NULL, online = 1"
+                              " WHERE device = ?", (device,))
+            c.execute("DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - ?",
+                      (keep,))
+            c.execute("COMMIT")
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
+
+    def events(self, limit: int = 20, after: int = 0,
+               unpublished: bool = False) -> list[dict[str, Any]]:
+        """The newest `limit` events, or (unpublished=True) the oldest unpublished ones
+        with id > after."""
+        if unpublished:
+            cur = self.conn.execute("SELECT id, at, device, kind, detail FROM events"
+                                    " WHERE published = 0 AND id > ? ORDER BY id LIMIT ?",
+                                    (after, limit))
+        else:
+            cur = self.conn.execute("SELECT id, at, device, kind, detail, published FROM"
+                                    " events ORDER BY id DESC LIMIT ?", (limit,))
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def mark_published(self, ids: Sequence[int]) -> None:
+        with self._tx():
+            self.conn.executemany("UPDATE events SET published = 1 WHERE id = ?",
+                                  [(i,) for i in ids])
+
+    def set_agent_state(self, values: dict[str, str], now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        with self._tx():
+            self.conn.executemany(
+                "INSERT INTO agent_state (name, value, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET value = excluded.value,"
+                " updated_at = excluded.updated_at",
+                [(k, v, now) for k, v in values.items()])
+
+    def agent_state(self) -> dict[str, tuple[str, float]]:
+        return {n: (v, at) for n, v, at in
+                self.conn.execute("SELECT name, value, updated_at FROM agent_state")}
 
     # --- forwarder ---
 
@@ -483,9 +748,10 @@ class Store:
     def device_states(self) -> list[dict[str, Any]]:
         cur = self.conn.execute(
             "SELECT d.device_id AS device, d.role, s.last_seen, s.online, s.interval, s.fw,"
-            " s.boot FROM devices d LEFT JOIN device_state s ON s.device = d.device_id"
-            " UNION SELECT s.device, NULL, s.last_seen, s.online, s.interval, s.fw, s.boot"
-            " FROM device_state s WHERE s.device NOT IN (SELECT device_id FROM devices)"
+            " s.boot, s.seen_interval FROM devices d LEFT JOIN device_state s"
+            " ON s.device = d.device_id UNION SELECT s.device, NULL, s.last_seen, s.online,"
+            " s.interval, s.fw, s.boot, s.seen_interval FROM device_state s"
+            " WHERE s.device NOT IN (SELECT device_id FROM devices)"
             " ORDER BY 1")
         names = [d[0] for d in cur.description]
         return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]

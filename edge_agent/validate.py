@@ -288,3 +288,29 @@ def validate_status(device: str, payload: bytes, lookup: Lookup, *,
     if "link" in fields and fields["link"] not in wire.LINKS:
         raise Rejected(f"status link: unknown link {fields['link'][:20]!r}")
     return Status(device, fields["online"], fields, payload)
+
+
+# Reason prefix -> a small fixed set of classes, for metric labels (the reasons themselves
+# carry values and would make one time series per payload).
+_REASON_CLASSES = (
+    ("unexpected topic", "topic"),
+    ("bad device id", "bad_device_id"),
+    ("unknown device", "unknown_device"),
+    ("too large", "too_large"),
+    ("bad CBOR", "bad_cbor"),
+    ("COSE_Mac0", "auth"),
+    ("bare envelope", "auth"),
+    ("dev ", "dev_mismatch"),
+    ("status dev", "dev_mismatch"),
+    ("role:", "role"),
+    ("status", "status"),
+    ("pack", "pack"),
+)
+
+
+def reason_class(reason: str) -> str:
+    """The class of a rejection reason: one of the labels above, else "envelope"."""
+    for prefix, cls in _REASON_CLASSES:
+        if reason.startswith(prefix):
+            return cls
+    return "envelope"

@@ -14,11 +14,33 @@ import click
 
 from provisioning.boards import default_boards_path
 from provisioning.commands import boards as boards_command
+from provisioning.commands import (
+    configure,
+    deploy,
+    devices,
+    flash,
+    images,
+    ports,
+    provision,
+    register,
+    verify,
+)
 from provisioning.context import Options
 from provisioning.errors import ProvisioningError
 
 # Every nodectl command, one module each under provisioning/commands/.
-COMMANDS: tuple[click.Command, ...] = (boards_command.boards,)
+COMMANDS: tuple[click.Command, ...] = (
+    boards_command.boards,
+    ports.ports,
+    images.images,
+    flash.flash,
+    deploy.deploy,
+    configure.configure,
+    register.register,
+    verify.verify,
+    provision.provision,
+    devices.devices,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -61,3 +61,47 @@ class UnknownBoard(ProvisioningError):
         super().__init__(
             f"unknown board kind {name!r} in {path} (known: {', '.join(self.known) or 'none'})"
         )
+
+
+class TargetError(ProvisioningError):
+    """A board cannot be reached: no such port, the port is busy, no virtual board there."""
+
+
+class PortBusy(TargetError):
+    """Another program holds the serial port (pyserial's exclusive lock refused us)."""
+
+
+class BoardMismatch(ProvisioningError):
+    """The board on the port is not the board kind asked for (chip or flash size)."""
+
+
+class ImageError(ProvisioningError):
+    """The MicroPython image is missing from the cache or is not the one boards.yaml names."""
+
+
+class FlashError(ProvisioningError):
+    """esptool (or the virtual flasher) failed while erasing, writing or verifying."""
+
+
+class BoardError(ProvisioningError):
+    """Talking to MicroPython on the board failed (raw REPL, a command, a file)."""
+
+
+class FirmwareError(ProvisioningError):
+    """The firmware tree cannot be built or does not run on the board."""
+
+
+class SettingsError(ProvisioningError):
+    """The node settings (site file, options, zone file) are wrong; names file and field."""
+
+
+class RegistryError(ProvisioningError):
+    """The device registry refuses the operation (id taken, board already registered, ...)."""
+
+
+class BrokerAuthError(ProvisioningError):
+    """The mosquitto password/ACL files cannot be written or the broker cannot be reloaded."""
+
+
+class VerifyError(ProvisioningError):
+    """The smoke test failed: the board did not report what was provisioned."""

@@ -26,6 +26,7 @@ K_SEQ = const(3)
 K_ROLE = const(4)
 K_PACK = const(5)
 K_UT = const(6)
+K_LO = const(7)
 
 # SenML labels (RFC 8428 section 6, CBOR representation).
 BN = const(-2)  # never sent: consumers use "<device>:"
@@ -157,9 +158,11 @@ def event(kind, t=None, bt=None):
     return rec("event", vs=kind, t=t, bt=bt)
 
 
-def envelope(dev, boot, seq, role, records, ut=None):
+def envelope(dev, boot, seq, role, records, ut=None, lo=None):
     """Encode an uplink: the first record carries BT when the clock is valid;
-    otherwise pass ut (uptime in ms) and leave BT out."""
+    otherwise pass ut (uptime in ms) and leave BT out. lo: the lowest seq of
+    this boot still in the outbox, passed only once the overflow policy has
+    dropped records of this boot (1 <= lo <= seq)."""
     if not valid_dev(dev):
         raise ValueError("device id")
     if not _uint(boot, 1) or not _uint(seq, 1):
@@ -173,9 +176,13 @@ def envelope(dev, boot, seq, role, records, ut=None):
         raise ValueError("first record needs bt, or pass ut")
     if ut is not None and (has_bt or not _uint(ut, 0)):
         raise ValueError("ut is a uint and excludes bt")
+    if lo is not None and (not _uint(lo, 1) or lo > seq):
+        raise ValueError("lo must be in 1..seq")
     m = {K_V: VERSION, K_DEV: dev, K_BOOT: boot, K_SEQ: seq, K_ROLE: role, K_PACK: records}
     if ut is not None:
         m[K_UT] = ut
+    if lo is not None:
+        m[K_LO] = lo
     return cbor.dumps(m)
 
 

@@ -42,6 +42,7 @@ class World:
         self.adc_mv: dict[int, float] = {}
         self.pins: dict[int, int] = {}
         self.pin_out: dict[int, int] = {}
+        self.pulse_us: dict[int, int] = {}  # pin -> width time_pulse_us sees (an echo)
         self.uart_rx: dict[int, bytearray] = {}
         self.uart_tx: dict[int, bytearray] = {}
         self.rtc_offset = 0.0
@@ -66,7 +67,7 @@ class World:
 
     def update(self, data: dict[str, Any]) -> None:
         """Merge values: {"wifi": {...}, "adc_mv": {pin: mV}, "pins": {pin: 0|1},
-        "uart_rx": {uart: text}}."""
+        "pulse_us": {pin: us}, "uart_rx": {uart: text}}."""
         for key, value in data.items():
             if key == "wifi":
                 if "up" in value:
@@ -76,6 +77,8 @@ class World:
                 self.adc_mv.update({int(k): float(v) for k, v in value.items()})
             elif key == "pins":
                 self.pins.update({int(k): int(v) for k, v in value.items()})
+            elif key == "pulse_us":
+                self.pulse_us.update({int(k): int(v) for k, v in value.items()})
             elif key == "uart_rx":
                 for k, v in value.items():
                     self.feed_uart(int(k), v.encode() if isinstance(v, str) else bytes(v))
@@ -105,6 +108,8 @@ class World:
             return self.adc_mv.get(int(msg["pin"]), 0.0)
         if op == "pin":
             return self.pins.get(int(msg["id"]))
+        if op == "pulse":
+            return self.pulse_us.get(int(msg["id"]))
         if op == "uart_any":
             return len(self.uart_rx.get(int(msg["id"]), b""))
         if op == "uart_read":
@@ -147,5 +152,6 @@ class World:
             "adc_mv": dict(self.adc_mv),
             "pins": dict(self.pins),
             "pin_out": dict(self.pin_out),
+            "pulse_us": dict(self.pulse_us),
             "uart_tx": {k: v.decode("latin-1") for k, v in self.uart_tx.items()},
         }

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 from edge_helpers import AgentThread, SimNode, Upstream, agent_config
+from fleet_sim import FleetSim
+from stream_helpers import AgentProcess
 
 from hil_tests.mosquitto import Mosquitto
 
@@ -43,11 +45,31 @@ def start_agent(tmp_path: Path) -> Iterator[Callable[..., AgentThread]]:
     stopped at teardown even when the test failed."""
     made: list[AgentThread] = []
 
-    def start(local_url: str, upstream_url: str | None, **settings: Any) -> AgentThread:
-        a = AgentThread(agent_config(tmp_path / "data", local_url, upstream_url, **settings))
+    def start(local_url: str, upstream_url: str | None, hooks: list[Any] | None = None,
+              **settings: Any) -> AgentThread:
+        a = AgentThread(agent_config(tmp_path / "data", local_url, upstream_url, **settings),
+                        hooks)
         made.append(a)
         return a
 
     yield start
     for a in made:
         a.stop()
+
+
+@pytest.fixture
+def procs() -> Iterator[list[AgentProcess]]:
+    """Append AgentProcesses here; any still running is killed after the test."""
+    made: list[AgentProcess] = []
+    yield made
+    for p in made:
+        p.close()
+
+
+@pytest.fixture
+def sims() -> Iterator[list[FleetSim]]:
+    """Append FleetSims here; they are closed after the test."""
+    made: list[FleetSim] = []
+    yield made
+    for s in made:
+        s.close()

@@ -18,7 +18,7 @@ import cbor2
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_agent.agent import Agent, Hooks
+from edge_agent.agent import Agent, HookChain, Hooks
 from edge_agent.config import Config, load_config
 from edge_agent.registry import add_device
 from edge_agent.store import Store
@@ -262,12 +262,12 @@ class AgentThread:
     """The agent in this process (what `edge-agent run` does, minus the signals). Starts
     once the agent is subscribed: the first run has no broker session to queue into."""
 
-    def __init__(self, cfg: Config) -> None:
-        hooks = _Subscribed()
-        self.agent = Agent(cfg, hooks)
+    def __init__(self, cfg: Config, hooks: list[Hooks] | None = None) -> None:
+        sub = _Subscribed()
+        self.agent = Agent(cfg, HookChain([sub, *(hooks or [])]))
         self.thread = threading.Thread(target=self.agent.run, name="agent-main", daemon=True)
         self.thread.start()
-        if not hooks.event.wait(15):
+        if not sub.event.wait(15):
             self.stop()
             raise AssertionError("the agent did not subscribe")
 
@@ -296,11 +296,13 @@ client_id = "edge-agent-proc-up"
     return path
 
 
-def start_agent_process(config: Path, log: Path) -> subprocess.Popen[bytes]:
+def start_agent_process(config: Path, log: Path, env: dict[str, str] | None = None
+                        ) -> subprocess.Popen[bytes]:
     exe = Path(sys.executable).with_name("edge-agent")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "edge_agent.cli"]
-    return subprocess.Popen([*cmd, "run", "--config", str(config)],
-                            stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+    with open(log, "ab") as out:
+        return subprocess.Popen([*cmd, "run", "--config", str(config)], stdout=out,
+                                stderr=subprocess.STDOUT, env=env)
 
 
 def kill9(proc: subprocess.Popen[bytes]) -> None:

@@ -51,6 +51,22 @@ def test_envelope_without_clock_carries_ut_and_no_bt():
     assert all(BT not in r for r in m[wire.K_PACK])
 
 
+def test_envelope_lo_is_key_7_after_the_pack_and_optional():
+    pack = level_pack()
+    plain = wire.envelope("wl-0007", 3, 42, "water_level", pack)
+    got = wire.envelope("wl-0007", 3, 42, "water_level", pack, lo=17)
+    # Same map with one more entry: head a6 -> a7 and "07 11" (key 7, lo 17) at the end.
+    assert got == b"\xa7" + plain[1:] + h("07 11")
+    m = cbor.loads(got)
+    assert wire.K_LO == 7 and m[wire.K_LO] == 17
+    assert wire.K_LO not in cbor.loads(plain)
+    recs = [wire.rec("level", v=1.5, u="m")]
+    m = cbor.loads(wire.envelope("wl-0007", 2, 9, "water_level", recs, ut=5, lo=9))
+    assert (m[wire.K_UT], m[wire.K_LO]) == (5, 9)  # lo == seq is allowed
+    for bad in (0, 43, -1, True, 1.0, "1"):
+        raises(ValueError, wire.envelope, "wl-0007", 3, 42, "water_level", pack, None, bad)
+
+
 def test_envelope_rejects_what_the_contract_forbids():
     ok = level_pack()
     no_bt = [wire.rec("level", v=1.5)]

@@ -17,7 +17,7 @@ Signal = _unix.Signal
 mem8 = _unix.mem8
 mem16 = _unix.mem16
 mem32 = _unix.mem32
-time_pulse_us = _unix.time_pulse_us
+_unix_time_pulse_us = _unix.time_pulse_us
 
 PWRON_RESET = 1
 HARD_RESET = 2
@@ -176,6 +176,21 @@ class Pin(PinBase):
 
     def __repr__(self):
         return f"Pin({self._id})"
+
+
+def time_pulse_us(pin, pulse_level, timeout_us=1000000):
+    # An input pin the world gives a pulse (world "pulse_us", e.g. an ultrasonic
+    # echo whose width follows the simulated distance): wait that long, return it.
+    if isinstance(pin, Pin) and pin._mode == Pin.IN:
+        us = vb_host.ask("pulse", id=pin._id, level=pulse_level)
+        if us is not None:
+            us = int(us)
+            if us > timeout_us:
+                time.sleep_us(timeout_us)
+                return -1
+            time.sleep_us(us)
+            return us
+    return _unix_time_pulse_us(pin, pulse_level, timeout_us)
 
 
 # ---- ADC ----------------------------------------------------------------------

@@ -1,0 +1,203 @@
+# Cellular link over a modem's AT commands (3GPP TS 27.007 / V.250), then PPP.
+# Part of the board layer, but it imports no `machine`: it drives any UART-like
+# object (read() -> bytes or None without blocking, write(b)), so the tests
+# answer the AT commands with a fake UART on both runtimes.
+#
+# up() runs, each step bounded by a timeout:
+#   AT              until the modem answers OK (it may still be booting)
+#   ATE0            echo off, so replies are only replies
+#   AT+CPIN?        "+CPIN: READY", or "+CPIN: SIM PIN" -> AT+CPIN="<pin>"
+#   AT+CSQ          "+CSQ: <rssi>,<ber>" -> dBm (27.007 8.5: 0 -> -113, n -> -113 + 2n,
+#                   31 -> -51 or better, 99 -> unknown)
+#   AT+CGREG?       until registered, home (1) or roaming (5)
+#   AT+CGDCONT=1,"IP","<apn>"
+#   ATD*99#         "CONNECT": the modem is in data mode
+#   network.PPP(uart).active(True); .connect()
+# A final "ERROR", "+CME ERROR: ..." or "NO CARRIER" raises CellError (an
+# OSError, so the caller's backoff treats it like any link failure).
+#
+# RAM: one line buffer of at most MAXLINE bytes; replies are short lists of str.
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+try:
+    from time import ticks_diff
+except ImportError:  # CPython
+
+    def ticks_diff(a, b):
+        return a - b
+
+
+MAXLINE = const(128)
+_FAIL = ("ERROR", "NO CARRIER", "BUSY", "NO DIALTONE", "NO ANSWER")
+
+
+class CellError(OSError):
+    pass
+
+
+def csq_dbm(rssi):
+    """The +CSQ rssi index as dBm, or None when unknown (99)."""
+    if not isinstance(rssi, int) or rssi < 0 or rssi > 31:
+        return None
+    return -113 + 2 * rssi
+
+
+class CellLink:
+    kind = "cell"
+
+    def __init__(self, uart, apn, pin=None, ppp_cls=None, sleep_ms=None, ticks_ms=None,
+                 feed=None, sync_tries=10, reg_timeout_ms=60000, dial_timeout_ms=30000):
+        self.uart = uart
+        self.apn = apn
+        self.pin = pin
+        self.ppp_cls = ppp_cls
+        if sleep_ms is None or ticks_ms is None:
+            import time
+
+            sleep_ms = sleep_ms or time.sleep_ms
+            ticks_ms = ticks_ms or time.ticks_ms
+        self.sleep_ms = sleep_ms
+        self.ticks_ms = ticks_ms
+        self.feed = feed
+        self.sync_tries = sync_tries
+        self.reg_timeout_ms = reg_timeout_ms
+        self.dial_timeout_ms = dial_timeout_ms
+        self.dbm = None
+        self.ppp = None
+        self._buf = bytearray()
+
+    # ---- line protocol ----
+
+    def readline(self, timeout_ms):
+        """The next non-empty line (str, without CR/LF), or None after timeout_ms."""
+        start = self.ticks_ms()
+        while True:
+            i = self._buf.find(b"\n")
+            while i >= 0:
+                line = bytes(self._buf[:i]).strip()
+                self._buf = self._buf[i + 1 :]
+                if line:
+                    try:
+                        return line.decode()
+                    except UnicodeError:  # line noise (baud mismatch, modem booting)
+                        pass
+                i = self._buf.find(b"\n")
+            if ticks_diff(self.ticks_ms(), start) >= timeout_ms:
+                return None
+            data = self.uart.read()
+            if data:
+                self._buf.extend(data)
+                if len(self._buf) > MAXLINE and self._buf.find(b"\n") < 0:
+                    self._buf = bytearray()  # noise, or a line no reply of ours has
+            else:
+                if self.feed:
+                    self.feed()
+                self.sleep_ms(10)
+
+    def _drain(self):
+        while self.uart.read():
+            pass
+        self._buf = bytearray()
+
+    def at(self, cmd, timeout_ms=1000, final="OK"):
+        """Send cmd, return the reply lines before the final result code `final`.
+        CellError on a failure code; CellError("timeout") when nothing final came."""
+        self._drain()
+        self.uart.write(cmd.encode() + b"\r")
+        out = []
+        while True:
+            line = self.readline(timeout_ms)
+            if line is None:
+                raise CellError("modem: %s: timeout" % cmd.split("=")[0])
+            if line == cmd:  # echo (before ATE0)
+                continue
+            if line == final or (final != "OK" and line.startswith(final)):
+                return out
+            if line in _FAIL or line.startswith("+CME ERROR") or line.startswith("+CMS ERROR"):
+                raise CellError("modem: %s: %s" % (cmd.split("=")[0], line))
+            out.append(line)
+
+    @staticmethod
+    def _field(lines, prefix):
+        for ln in lines:
+            if ln.startswith(prefix):
+                return ln[len(prefix) :].strip()
+        return None
+
+    # ---- link ----
+
+    def up(self):
+        """Bring the data link up (blocking, each step bounded). CellError on failure."""
+        for i in range(self.sync_tries):
+            try:
+                self.at("AT", 500)
+                break
+            except CellError:
+                if i == self.sync_tries - 1:
+                    raise
+        self.at("ATE0")
+        state = self._field(self.at("AT+CPIN?", 5000), "+CPIN:")
+        if state == "SIM PIN":
+            if not self.pin:
+                raise CellError("modem: SIM needs a PIN and the config has none")
+            self.at('AT+CPIN="%s"' % self.pin, 5000)
+            state = self._field(self.at("AT+CPIN?", 5000), "+CPIN:")
+        if state != "READY":
+            raise CellError("modem: SIM not ready: %s" % state)
+        self.signal()
+        start = self.ticks_ms()
+        while True:
+            reg = self._field(self.at("AT+CGREG?"), "+CGREG:")
+            stat = reg.split(",")[1].strip() if reg and "," in reg else None
+            if stat in ("1", "5"):
+                break
+            if ticks_diff(self.ticks_ms(), start) >= self.reg_timeout_ms:
+                raise CellError("modem: not registered (CGREG %s)" % stat)
+            if self.feed:
+                self.feed()
+            self.sleep_ms(1000)
+        self.at('AT+CGDCONT=1,"IP","%s"' % self.apn)
+        self.at("ATD*99#", self.dial_timeout_ms, final="CONNECT")
+        if self.ppp_cls is None:
+            raise CellError("no network.PPP in this firmware build")
+        self.ppp = self.ppp_cls(self.uart)
+        self.ppp.active(True)
+        self.ppp.connect()
+
+    def signal(self):
+        """Query AT+CSQ (command mode only); returns and keeps the dBm (None unknown)."""
+        v = self._field(self.at("AT+CSQ"), "+CSQ:")
+        try:
+            self.dbm = csq_dbm(int(v.split(",")[0]))
+        except (AttributeError, ValueError):
+            self.dbm = None
+        return self.dbm
+
+    def isconnected(self):
+        return self.ppp is not None and self.ppp.isconnected()
+
+    def rssi(self):
+        return self.dbm  # as of the last up(): AT commands cannot run in data mode
+
+    def down(self):
+        if self.ppp is not None:
+            try:
+                self.ppp.active(False)
+            except OSError:
+                pass
+            self.ppp = None
+        # Back to command mode: 1 s guard, "+++", 1 s guard (V.250 escape), then hang up.
+        self.sleep_ms(1000)
+        self.uart.write(b"+++")
+        self.sleep_ms(1000)
+        try:
+            self.at("ATH", 2000)
+        except CellError:
+            pass
