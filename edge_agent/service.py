@@ -26,7 +26,7 @@ import time
 from typing import TYPE_CHECKING
 
 from .config import Config
-from .fleet import judge
+from .fleet import FleetRow, judge
 from .hooks import Hooks
 from .metrics import Metrics
 from .sdnotify import Notifier
@@ -190,7 +190,7 @@ class ServiceHooks(Hooks):
             self.next_state = now + STATE_EVERY
             store.set_agent_state(self._state_values())
 
-    def _check_fleet(self, fleet: list) -> None:
+    def _check_fleet(self, fleet: list[FleetRow]) -> None:
         assert self.store is not None
         j = judge(fleet, time.time(), self.cfg.offline_multiple, self.listening_since)
         if j.events:

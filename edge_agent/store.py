@@ -546,7 +546,7 @@ class Store:
         page = self.conn.execute("PRAGMA page_size").fetchone()[0]
         used = self.conn.execute("PRAGMA page_count").fetchone()[0]
         free = self.conn.execute("PRAGMA freelist_count").fetchone()[0]
-        return max(0, self.limits.max_db_bytes // page - used + free) * page
+        return int(max(0, self.limits.max_db_bytes // page - used + free) * page)
 
     # --- dead letters: replay ---
 
@@ -602,7 +602,7 @@ class Store:
             "SELECT id FROM dead_letters WHERE reason LIKE ? ORDER BY id", (reason_like,))]
 
     def dead_letter_count(self) -> int:
-        return self.conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
+        return int(self.conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0])
 
     # --- fleet view: device silence, events, the agent's reported state ---
 

@@ -102,9 +102,9 @@ class EsptoolFlasher:
         try:
             return fn(*args, **kwargs)
         except FatalError as e:
-            raise FlashError(f"{self.port}: {what}: {e}") from e
+            raise FlashError(f"{what}: {e}") from e
         except (serial.SerialException, OSError) as e:
-            raise FlashError(f"{self.port}: {what}: serial error: {e}") from e
+            raise FlashError(f"{what}: serial error: {e}") from e
 
     def _loader(self) -> Any:
         """Connect to the ROM (reset into the bootloader), load the stub, speed up."""
@@ -117,11 +117,11 @@ class EsptoolFlasher:
                 )
             except FatalError as e:
                 raise TargetError(
-                    f"{self.port}: no ESP32 bootloader answered ({e}); hold BOOT while "
+                    f"no ESP32 bootloader answered ({e}); hold BOOT while "
                     "pressing EN, or check the cable"
                 ) from e
             except (serial.SerialException, OSError) as e:
-                raise TargetError(f"{self.port}: cannot open: {e}") from e
+                raise TargetError(f"cannot open: {e}") from e
             esp = self._call("loading the flasher stub", cmds.run_stub, esp)
             if self.flash_baud != ROM_BAUD:
                 self._call("changing baud rate", esp.change_baud, self.flash_baud)
@@ -142,7 +142,7 @@ class EsptoolFlasher:
     def flash_size(self) -> str:
         size = self._call("detecting the flash size", cmds.detect_flash_size, self._loader())
         if size is None:
-            raise FlashError(f"{self.port}: the flash chip's size is not one esptool knows")
+            raise FlashError("the flash chip's size is not one esptool knows")
         return str(size)
 
     def erase(self) -> None:

@@ -45,25 +45,13 @@ class BoardLink(Protocol):
 
     def listdir(self, path: str) -> list[tuple[str, bool]]: ...
 
+    def mkdir(self, path: str) -> None: ...
+
     def remove(self, path: str) -> None: ...
 
     def soft_reset(self) -> None: ...
 
-    def hard_reset(self, *, interrupt: bool = True) -> None:
-        """machine.reset(); then the raw REPL again, the firmware caught with Ctrl-C while
-        it boots, or, with interrupt=False, the board left running its firmware."""
-        t = self._raw()
-        try:
-            t.exec_raw_no_follow("import machine\nmachine.reset()")
-        except (TransportError, serial.SerialException, OSError) as e:
-            raise BoardError(f"{self.port}: reset failed: {e}") from e
-        t.in_raw_repl = False
-        self._helpers = False
-        if interrupt:
-            self._catch_boot()
-            err = self._enter_raw(REPL_ATTEMPTS)
-            if err is not None:
-                raise BoardError(f"{self.port}: no REPL after the reset ({err})") from err
+    def hard_reset(self, *, interrupt: bool = True) -> None: ...
 
     def read_console(self, seconds: float) -> bytes: ...
 
@@ -178,14 +166,14 @@ class SerialLink:
         t = self._transport()
         if t.in_raw_repl:
             return t
-        err = self._enter_raw(1)
+        err = self._enter_raw(1, wait=3.0)  # a first boot after a flash makes the filesystem
         if err is not None:
             self.pulse_reset()
             self._catch_boot()
             err = self._enter_raw(REPL_ATTEMPTS)
         if err is not None:
             raise BoardError(
-                f"{self.port}: no MicroPython REPL answered ({err}); is MicroPython flashed?"
+                f"no MicroPython REPL answered ({err}); is MicroPython flashed?"
             ) from err
         if not self._taken_over:
             self._taken_over = True
@@ -206,7 +194,7 @@ class SerialLink:
             ser.rts = False
         except OSError as e:
             if e.errno != errno.ENOTTY:  # a pty has no modem lines
-                raise BoardError(f"{self.port}: cannot reset the board: {e}") from e
+                raise BoardError(f"cannot reset the board: {e}") from e
 
     def _catch_boot(self, seconds: float = 4.0) -> None:
         """Ctrl-C every 20 ms while the board boots, until its friendly prompt shows."""
@@ -222,7 +210,7 @@ class SerialLink:
                     if seen.endswith(b">>> "):
                         return
         except (serial.SerialException, OSError) as e:
-            raise BoardError(f"{self.port}: lost while resetting: {e}") from e
+            raise BoardError(f"lost while resetting: {e}") from e
 
     def close(self) -> None:
         """Let the port go. A board left in the raw REPL is reset into its firmware (the
@@ -244,9 +232,9 @@ class SerialLink:
             out, err = t.exec_raw(code, timeout=timeout or self.timeout)
         except (TransportError, serial.SerialException, OSError) as e:
             self.close()
-            raise BoardError(f"{self.port}: board stopped answering: {e}") from e
+            raise BoardError(f"board stopped answering: {e}") from e
         if err:
-            raise BoardError(f"{self.port}: {last_line(err.decode(errors='replace'))}")
+            raise BoardError(f"{last_line(err.decode(errors='replace'))}")
         return bytes(out)
 
     def eval(self, expr: str) -> Any:
@@ -254,7 +242,7 @@ class SerialLink:
         try:
             return ast.literal_eval(out)
         except (ValueError, SyntaxError) as e:
-            raise BoardError(f"{self.port}: unexpected answer to {expr!r}: {out[:80]!r}") from e
+            raise BoardError(f"unexpected answer to {expr!r}: {out[:80]!r}") from e
 
     def _with_helpers(self) -> None:
         if not self._helpers or self._t is None or not self._t.in_raw_repl:
@@ -318,34 +306,36 @@ class SerialLink:
             t.serial.write(b"\x04")
             data = t.read_until(1, b"soft reboot\r\n", timeout=10)
             if not data.endswith(b"soft reboot\r\n"):
-                raise BoardError(f"{self.port}: no soft reboot after Ctrl-D: {data[-80:]!r}")
+                raise BoardError(f"no soft reboot after Ctrl-D: {data[-80:]!r}")
             # boot.py runs now; its output comes before the raw REPL banner. The
             # prompt '>' after the banner is left for the next exec to wait for.
             data = t.read_until(1, b"raw REPL; CTRL-B to exit\r\n", timeout=10)
         except (TransportError, serial.SerialException, OSError) as e:
             self.close()
-            raise BoardError(f"{self.port}: board stopped answering: {e}") from e
+            raise BoardError(f"board stopped answering: {e}") from e
         boot = data.decode(errors="replace")
         if not data.endswith(b"raw REPL; CTRL-B to exit\r\n"):
             self.close()
-            raise BoardError(f"{self.port}: no raw REPL after the soft reset: {boot[-80:]!r}")
+            raise BoardError(f"no raw REPL after the soft reset: {boot[-80:]!r}")
         if "Traceback" in boot:
-            raise BoardError(f"{self.port}: boot.py failed: {last_line(boot[:-26])}")
+            raise BoardError(f"boot.py failed: {last_line(boot[:-26])}")
         self._helpers = False
 
     def hard_reset(self, *, interrupt: bool = True) -> None:
-        """machine.reset(); then the raw REPL again (interrupting main.py), or, with
-        interrupt=False, leave the board running its firmware and keep reading the console."""
+        """machine.reset(); then the raw REPL again, the firmware caught with Ctrl-C while
+        it boots, or, with interrupt=False, the board left running its firmware."""
         t = self._raw()
         try:
             t.exec_raw_no_follow("import machine\nmachine.reset()")
         except (TransportError, serial.SerialException, OSError) as e:
-            raise BoardError(f"{self.port}: reset failed: {e}") from e
+            raise BoardError(f"reset failed: {e}") from e
         t.in_raw_repl = False
         self._helpers = False
         if interrupt:
-            time.sleep(0.3)
-            self._raw()
+            self._catch_boot()
+            err = self._enter_raw(REPL_ATTEMPTS)
+            if err is not None:
+                raise BoardError(f"no REPL after the reset ({err})") from err
 
     def read_console(self, seconds: float) -> bytes:
         """Whatever the board prints during `seconds` (firmware running, not the REPL)."""
@@ -362,6 +352,6 @@ class SerialLink:
                 else:
                     time.sleep(0.02)
         except (serial.SerialException, OSError) as e:
-            raise BoardError(f"{self.port}: reading the console: {e}") from e
+            raise BoardError(f"reading the console: {e}") from e
         return bytes(out)
 

@@ -164,7 +164,8 @@ def build_config(kind: BoardKind, device_id: str, settings: NodeSettings) -> dic
     divider = _sensor(kind, "adc-divider")
     if divider is not None:
         cfg.setdefault("battery_ratio", float(divider.params["ratio"]))
-    site_link = cfg.get("link") if isinstance(cfg.get("link"), dict) else {}
+    raw_link = cfg.get("link")
+    site_link: dict[str, Any] = raw_link if isinstance(raw_link, dict) else {}
     link_type = settings.link or site_link.get("type") or kind.link
     if link_type not in LINK_FIELDS:
         raise SettingsError(

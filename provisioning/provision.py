@@ -59,9 +59,9 @@ def provision_boards(bench: Bench, specs: Sequence[str], kinds: Sequence[str] = 
         lines[i].device(result.device_id or "")
         if result.ok:
             lines[i].finish("ok" if result.ran else "ok (nothing to do)")
-        else:
-            where = f"{result.failed_step}: " if result.failed_step else ""
-            lines[i].finish(f"FAILED {where}{result.error}")
+        else:  # the message itself is in the summary (or the one error line)
+            lines[i].finish(f"failed at {result.failed_step}" if result.failed_step
+                            else "refused")
         return result
 
     with ThreadPoolExecutor(max_workers=max(1, len(specs))) as pool:

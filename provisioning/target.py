@@ -65,11 +65,11 @@ def parse_target(spec: str) -> Target:
             port = str(info["port"])
         except (OSError, ValueError, KeyError) as e:
             raise TargetError(
-                f"{spec}: no virtual board is running there (start one: vboard run --dir {root})"
+                f"no virtual board is running in {root} (start one: vboard run --dir {root})"
             ) from e
         return Target(spec=spec, port=port, vboard=root)
     if not os.path.exists(spec):
-        raise TargetError(f"{spec}: no such serial port (see `nodectl ports`)")
+        raise TargetError(f"no such serial port {spec} (see `nodectl ports`)")
     return Target(spec=spec, port=spec)
 
 
@@ -81,10 +81,10 @@ def check_free(target: Target) -> None:
         text = str(e)
         if "exclusively lock" in text:
             raise PortBusy(
-                f"{target}: port {target.port} is busy: another program has it open "
+                f"port {target.port} is busy: another program has it open "
                 "(mpremote, esptool, a serial terminal?)"
             ) from e
         if not os.path.exists(target.port):
-            raise TargetError(f"{target}: port {target.port} has gone") from e
-        raise TargetError(f"{target}: cannot open {target.port}: {text}") from e
+            raise TargetError(f"port {target.port} has gone") from e
+        raise TargetError(f"cannot open {target.port}: {text}") from e
     port.close()

@@ -83,13 +83,13 @@ class VirtualFlasher:
                 else:
                     entry.unlink()
         except OSError as e:
-            raise FlashError(f"{self.target}: erasing {self.root}: {e.strerror or e}") from e
+            raise FlashError(f"erasing {self.root}: {e.strerror or e}") from e
 
     def write(self, offset: int, data: bytes, progress: Progress | None = None) -> None:
         try:
             (self.root / "boot.py").write_text(DEFAULT_BOOT_PY)
         except OSError as e:
-            raise FlashError(f"{self.target}: writing {self.root}: {e.strerror or e}") from e
+            raise FlashError(f"writing {self.root}: {e.strerror or e}") from e
         if progress is not None:
             progress(len(data), len(data))
 
@@ -97,7 +97,7 @@ class VirtualFlasher:
         files = sorted(p.name for p in self.root.iterdir() if p.name != STATE_DIR)
         boot = self.root / "boot.py"
         if files != ["boot.py"] or boot.read_text() != DEFAULT_BOOT_PY:
-            raise FlashError(f"{self.target}: the flash is not fresh after the write: {files}")
+            raise FlashError(f"the flash is not fresh after the write: {files}")
 
     def finish(self) -> None:
         """Power-cycle: the VM restarts on the fresh flash, as a board after esptool's reset."""
@@ -105,7 +105,7 @@ class VirtualFlasher:
         try:
             self.target.control().power_cycle(wait=True)
         except Exception as e:  # the control client's own errors: VBoardError and kin
-            raise FlashError(f"{self.target}: power cycle failed: {e}") from e
+            raise FlashError(f"power cycle failed: {e}") from e
 
     def close(self) -> None:
         if self._link is not None:

@@ -20,7 +20,7 @@ _cache_option = click.option(
 
 def images_list(opts: Options, cache: ImageCache) -> str:
     manifest = cache.manifest()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for kind in opts.boards():
         entry: dict[str, Any] = manifest.get(kind.image.file, {})
         present = (cache.root / kind.image.file).is_file()
@@ -30,8 +30,8 @@ def images_list(opts: Options, cache: ImageCache) -> str:
     if opts.json:
         return json.dumps(rows, indent=2)
     head = ("BOARD", "IMAGE", "CACHED", "SHA256 (CACHE)", "BOARDS.YAML")
-    body = [(r["board"], r["file"], "yes" if r["in_cache"] else "no",
-             (r["sha256"] or "-")[:16], r["boards_yaml"]) for r in rows]
+    body = [(str(r["board"]), str(r["file"]), "yes" if r["in_cache"] else "no",
+             str(r["sha256"] or "-")[:16], str(r["boards_yaml"])) for r in rows]
     return f"cache: {cache.root}\n" + table([head, *body])
 
 

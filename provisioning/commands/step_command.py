@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import click
@@ -30,9 +31,9 @@ class ClickBar:
 
     def progress(self, done: int, total: int) -> None:
         if self.bar is None:
-            stderr = click.get_text_stream("stderr")
-            self.bar = click.progressbar(length=total, label=self.label, file=stderr)
-            self.bar.__enter__()
+            bar: Any = click.progressbar(length=total, label=self.label, file=sys.stderr)
+            bar.__enter__()
+            self.bar = bar
         self.bar.update(done - self.done)
         self.done = done
 

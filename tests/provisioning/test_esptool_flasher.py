@@ -158,14 +158,14 @@ def test_progress_of_the_write_reaches_the_callback_through_esptools_logger(rom)
     assert dones == sorted(dones) and dones[-1] == len(IMAGE)
 
 
-def test_esptool_failure_during_write_is_a_flash_error_naming_the_port(rom, monkeypatch):
+def test_esptool_failure_during_write_is_a_flash_error_naming_what_failed(rom, monkeypatch):
     def broken(esp, addr_data, **kwargs):
         raise FatalError("Failed to write to target RAM (result was 01070000)")
 
     monkeypatch.setattr(cmds, "write_flash", broken)
     with pytest.raises(FlashError) as e:
         flash_image(EsptoolFlasher("/dev/ttyUSB7"), ESP32, IMAGE)
-    assert "/dev/ttyUSB7" in str(e.value) and "writing at 0x1000" in str(e.value)
+    assert "writing at 0x1000" in str(e.value) and "Failed to write" in str(e.value)
 
 
 def test_no_rom_answering_is_a_target_error(monkeypatch):
@@ -175,7 +175,7 @@ def test_no_rom_answering_is_a_target_error(monkeypatch):
     monkeypatch.setattr(cmds, "detect_chip", silent)
     with pytest.raises(TargetError) as e:
         EsptoolFlasher("/dev/ttyUSB3").chip()
-    assert "/dev/ttyUSB3" in str(e.value) and "bootloader" in str(e.value)
+    assert "bootloader" in str(e.value) and "No serial data" in str(e.value)
 
 
 def test_close_after_a_check_resets_the_board_into_its_program(rom):

@@ -142,10 +142,11 @@ def test_three_boards_one_per_role_in_one_command_then_each_publishes_as_itself(
 def test_a_rerun_of_a_provisioned_board_changes_nothing_and_redeploy_copies_nothing(penv):
     vb = penv.board("water-level-devkitc")
     first = penv.nodectl(*provision_args([vb], ["water-level-devkitc"]))
-    assert first.returncode == 0, first.stderr
+    assert first.returncode == 0, first.stdout + first.stderr
     before = penv.registry_state()
     again = penv.nodectl(*provision_args([vb], ["water-level-devkitc"]))
-    assert again.returncode == 0 and "ok (nothing to do)" in again.stdout
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "ok (nothing to do)" in again.stdout
     assert penv.registry_state() == before
     deploy = penv.nodectl("--port", f"vboard:{vb.dir}", "--json", "deploy")
     assert deploy.returncode == 0, deploy.stderr
