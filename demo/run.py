@@ -150,7 +150,8 @@ class World(threading.Thread):
         lat = 10.0341 + 0.00008 * moving
         lon = 105.7852 + 0.00008 * min(moving, t_stop) - 0.00002 * max(0.0, moving - t_stop)
         stopped = t_stop < t < t_go
-        self._world("trk-0031", {"pins": {39: 1}, "adc_mv": {36: 2200}})
+        # ignition on: the opto-coupler pulls the input low
+        self._world("trk-0031", {"pins": {39: 0}, "adc_mv": {36: 2200}})
         self._uart("trk-0031", fix_lines(lat, lon, 0.0 if stopped else 24.0,
                                          45.0 if t < t_stop else 350.0))
 

@@ -224,7 +224,9 @@ class _GpsRole:
         out = []
         ign = None
         if self.ign is not None:
-            ign = bool(self.ign.value())
+            # The ignition input is an opto-coupler with a pull-up (boards.yaml,
+            # truck-gps-cell): the line reads low while the ignition is on.
+            ign = not self.ign.value()
         u = self.uart
         if u is not None and u.any():
             data = u.read()
