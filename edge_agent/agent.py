@@ -3,7 +3,8 @@
 Threads: each worker owns one MQTT connection and one SQLite connection and runs its
 paho client's loop itself (see ingress.py); the main thread only waits for a signal,
 calls the hooks' heartbeat, and stops the workers in order. Workers talk through the
-database and one Event (`wake`: new rows committed).
+database and one Waker (`wake`: new rows committed, which also cuts the forwarder's
+network wait short).
 
 Hooks (hooks.py) are where metrics, sd_notify and the systemd watchdog plug in: subclass
 Hooks, pass it to Agent; the calls come from the worker threads, so keep them quick and
@@ -22,6 +23,7 @@ from .errors import EdgeAgentError
 from .forward import Forwarder
 from .hooks import HookChain, Hooks
 from .ingress import Ingress
+from .mqttlink import Waker
 from .store import BatchResult, Limits, Store
 
 __all__ = ["Agent", "HookChain", "Hooks"]
@@ -35,7 +37,7 @@ class Agent:
         self.hooks = hooks or Hooks()
         self.stop_ingress = threading.Event()
         self.stop_forward = threading.Event()
-        self.wake = threading.Event()
+        self.wake = Waker()
         self.error: BaseException | None = None
         self._opened = threading.Semaphore(0)
         # The WAL stays within half the reserve: freeing the reserve on a full disk always
@@ -131,6 +133,7 @@ class Agent:
         for t in self.threads:
             t.join()
         self.hooks.stopped()
+        self.wake.close()
         if self.error is not None:
             if isinstance(self.error, EdgeAgentError):
                 raise self.error

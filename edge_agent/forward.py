@@ -27,7 +27,7 @@ import cbor2
 import paho.mqtt.client as mqtt
 
 from .config import BrokerConfig, Config
-from .mqttlink import Link, make_client
+from .mqttlink import Link, Waker, make_client
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -46,11 +46,11 @@ def encode_event(event: dict[str, Any]) -> bytes:
 
 class Forwarder:
     def __init__(self, cfg: Config, upstream: BrokerConfig, store: Store, stop: threading.Event,
-                 wake: threading.Event | None = None,
+                 wake: Waker | None = None,
                  on_forwarded: Callable[[int], None] | None = None,
                  on_link: Callable[[str, bool], None] | None = None) -> None:
         self.cfg, self.store, self.stop = cfg, store, stop
-        self.wake = wake or threading.Event()
+        self.wake = wake or Waker()
         self.on_forwarded = on_forwarded
         self.prefix = upstream.topic_prefix
         self.window = cfg.upstream_inflight
@@ -89,7 +89,7 @@ class Forwarder:
     def run(self) -> None:
         while not self.stop.is_set():
             self.loop_at = time.monotonic()
-            self.link.step(0.02)
+            self.link.step(0.02, self.wake)
             if self.link.connected:
                 self._fill()
                 self._events()

@@ -238,7 +238,11 @@ class Ingress:
         spare = free - 2 * max(self.cfg.reserve_bytes, 1 << 20)
         if spare > 0 and self.reserve.present():
             cap = self.store.disk_cap + spare
-            self.store.disk_cap = None if cap >= self.cfg.max_bytes else cap
+            try:
+                self.store.set_disk_cap(None if cap >= self.cfg.max_bytes else cap)
+            except sqlite3.Error as e:
+                log.error("raising the queue cap failed: %s", e)
+                return
             log.info("disk has room again: queue cap %s",
                      "lifted" if self.store.disk_cap is None else f"{cap} bytes")
 

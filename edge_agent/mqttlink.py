@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import logging
 import random
+import select
+import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -20,6 +23,47 @@ from .config import BrokerConfig
 from .errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+
+class Waker:
+    """An Event another thread can also use to cut short a Link.step(): set() writes a
+    byte to a socket pair the step's select() watches, so the forwarder hears of a
+    commit at once instead of at the end of its poll interval."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._r, self._w = socket.socketpair()
+        self._r.setblocking(False)
+        self._w.setblocking(False)
+
+    def set(self) -> None:
+        if not self._event.is_set():
+            self._event.set()
+            try:
+                self._w.send(b"\0")
+            except (BlockingIOError, OSError):
+                pass  # already full of wake-ups, or closed: nothing to add
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def clear(self) -> None:
+        self._event.clear()
+        self.drain()
+
+    def drain(self) -> None:
+        try:
+            while self._r.recv(4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def fileno(self) -> int:
+        return self._r.fileno()
+
+    def close(self) -> None:
+        self._r.close()
+        self._w.close()
 
 
 class Backoff:
@@ -108,8 +152,9 @@ class Link:
             if self.on_down:
                 self.on_down()
 
-    def step(self, timeout: float) -> None:
-        """Run the network for up to `timeout` seconds, (re)connecting when it is time."""
+    def step(self, timeout: float, waker: Waker | None = None) -> None:
+        """Run the network for up to `timeout` seconds, (re)connecting when it is time;
+        a `waker` set by another thread ends the wait early."""
         if self.client.socket() is None:
             wait = self._next_try - time.monotonic()
             if wait > 0:
@@ -122,9 +167,29 @@ class Link:
             except (OSError, ssl.SSLError) as e:
                 self._lost(f"cannot connect ({e.strerror or e})")
                 return
+        if waker is not None and timeout > 0:
+            self._wait(timeout, waker)
+            timeout = 0.0
         rc = self.client.loop(timeout)
         if rc != mqtt.MQTT_ERR_SUCCESS:
             self._lost(f"connection lost ({mqtt.error_string(rc)})")
+
+    def _wait(self, timeout: float, waker: Waker) -> None:
+        """Wait for the socket (readable, or writable when paho has something to send) or
+        the waker; paho's loop(0) then does the work. TLS may hold decrypted bytes the
+        socket no longer signals: then do not wait at all."""
+        sock = cast(socket.socket | None, self.client.socket())
+        if sock is None or waker.is_set():
+            return
+        pending = getattr(sock, "pending", None)
+        if pending is not None and pending() > 0:
+            return
+        rlist: list[Any] = [sock, waker]
+        wlist = [sock] if self.client.want_write() else []
+        try:
+            select.select(rlist, wlist, [], timeout)
+        except (OSError, ValueError, TypeError):
+            pass  # a closed socket: loop() reports it
 
     def close(self, timeout: float = 2.0) -> None:
         """Send DISCONNECT (after what is queued) and close the socket."""

@@ -112,9 +112,10 @@ CREATE TABLE IF NOT EXISTS counters (
 CREATE TABLE IF NOT EXISTS queue_stats (
     id          INTEGER PRIMARY KEY CHECK (id = 1),
     rows        INTEGER NOT NULL,
-    bytes       INTEGER NOT NULL
+    bytes       INTEGER NOT NULL,
+    dead        INTEGER NOT NULL DEFAULT 0  -- rows in dead_letters
 );
-INSERT OR IGNORE INTO queue_stats VALUES (1, 0, 0);
+INSERT OR IGNORE INTO queue_stats (id, rows, bytes) VALUES (1, 0, 0);
 
 -- Kept by triggers so the overflow check never scans the table.
 CREATE TRIGGER IF NOT EXISTS readings_count_ins AFTER INSERT ON readings BEGIN
@@ -123,6 +124,12 @@ END;
 CREATE TRIGGER IF NOT EXISTS readings_count_del AFTER DELETE ON readings BEGIN
     UPDATE queue_stats SET rows = rows - 1, bytes = bytes - length(OLD.payload) WHERE id = 1;
 END;
+CREATE TRIGGER IF NOT EXISTS dead_letters_count_ins AFTER INSERT ON dead_letters BEGIN
+    UPDATE queue_stats SET dead = dead + 1 WHERE id = 1;
+END;
+CREATE TRIGGER IF NOT EXISTS dead_letters_count_del AFTER DELETE ON dead_letters BEGIN
+    UPDATE queue_stats SET dead = dead - 1 WHERE id = 1;
+END;
 """
 
 # Schema 1 -> 2: the fleet view (device silence, events, the agent's reported state).
@@ -130,6 +137,8 @@ MIGRATE_1_2 = """
 ALTER TABLE device_state ADD COLUMN seen_interval REAL;
 ALTER TABLE device_state ADD COLUMN seen_samples INTEGER;
 ALTER TABLE device_state ADD COLUMN offline_since REAL;
+ALTER TABLE queue_stats ADD COLUMN dead INTEGER NOT NULL DEFAULT 0;
+UPDATE queue_stats SET dead = (SELECT count(*) FROM dead_letters);
 """
 
 # A gap between two messages of a device shorter than this is a burst (an outbox being
@@ -219,6 +228,9 @@ class Store:
             self.conn.execute(f"PRAGMA journal_size_limit={self.limits.wal_bytes}")
             if self.limits.max_db_bytes:
                 self.conn.execute(f"PRAGMA max_page_count={self.limits.max_db_bytes // page}")
+            row = self.conn.execute("SELECT value FROM agent_state WHERE name = 'disk_cap'"
+                                    ).fetchone()
+            self.disk_cap = int(row[0]) if row else None
         except OSError as e:
             raise StoreError(f"{self.path}: cannot open: {e.strerror}") from e
         except sqlite3.Error as e:
@@ -233,7 +245,8 @@ class Store:
             # (the loser of a 1 -> 2 race fails on the ALTER and finds version 2).
             alter = MIGRATE_1_2 if version == 1 else ""
             try:
-                self.conn.executescript("BEGIN IMMEDIATE;" + REGISTRY_DDL + SCHEMA + alter
+                # The ALTERs first: the schema's new triggers use the new columns.
+                self.conn.executescript("BEGIN IMMEDIATE;" + REGISTRY_DDL + alter + SCHEMA
                                         + f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
             except sqlite3.OperationalError:
                 if self.conn.in_transaction:
@@ -454,8 +467,7 @@ class Store:
         return dropped, freed
 
     def _enforce_dead_letters(self) -> int:
-        n = self.conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
-        extra = n - self.limits.max_dead_letters
+        extra = self.dead_letter_count() - self.limits.max_dead_letters
         if extra <= 0:
             return 0
         self.conn.execute("DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters"
@@ -525,9 +537,28 @@ class Store:
                 dead = c.execute("DELETE FROM dead_letters WHERE id IN (SELECT id FROM"
                                  " dead_letters ORDER BY id LIMIT 512)").rowcount
                 self._count({DEAD_LETTERS_DROPPED: dead})
-        self.disk_cap = self.queue_depth()[1]
+            cap = self.queue_depth()[1]
+            self._save_disk_cap(cap)
+        self.disk_cap = cap
         self.checkpoint(truncate=True)
         return dropped, dead
+
+    def set_disk_cap(self, cap: int | None) -> None:
+        """Raise or lift the cap (the disk has room again)."""
+        with self._tx():
+            self._save_disk_cap(cap)
+        self.disk_cap = cap
+
+    def _save_disk_cap(self, cap: int | None) -> None:
+        """Kept in agent_state so a restart does not learn it again by filling the disk
+        (and dropping another tenth of the queue)."""
+        if cap is None:
+            self.conn.execute("DELETE FROM agent_state WHERE name = 'disk_cap'")
+        else:
+            self.conn.execute("INSERT INTO agent_state (name, value, updated_at) VALUES"
+                              " ('disk_cap', ?, ?) ON CONFLICT (name) DO UPDATE SET"
+                              " value = excluded.value, updated_at = excluded.updated_at",
+                              (str(cap), time.time()))
 
     def checkpoint(self, truncate: bool = False) -> None:
         """Copy the WAL into the database so the next writer starts the WAL over;
@@ -602,7 +633,8 @@ class Store:
             "SELECT id FROM dead_letters WHERE reason LIKE ? ORDER BY id", (reason_like,))]
 
     def dead_letter_count(self) -> int:
-        return int(self.conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0])
+        """Kept by triggers: no scan of a table of payloads up to 16 kB each."""
+        return int(self.conn.execute("SELECT dead FROM queue_stats").fetchone()[0])
 
     # --- fleet view: device silence, events, the agent's reported state ---
 

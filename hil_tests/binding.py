@@ -7,6 +7,7 @@ replug; the USB serial number (of the USB-UART bridge) and the ESP32's MAC
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from provisioning.boards import BoardKind, Boards
 from provisioning.errors import UnknownBoard
 
 from .errors import HILError, PortNotFound, UsageError
-from .ports import ports_by_serial_number, usb_serial_ports
+from .ports import is_url, ports_by_serial_number, usb_serial_ports
 from .slots import VIRTUAL, BoardSlot
 
 _MAC_RE = re.compile(r"^[0-9a-f]{12}$")
@@ -72,6 +73,9 @@ def resolve(opts: BindOptions, boards: Boards, read_mac: MacReader) -> list[Boar
                              "serial ports, --board-serial or --board-mac")
         return _virtual_slots(kinds or virtual_kinds(boards), opts.count or 1)
 
+    for port in real:
+        if not is_url(port) and not os.path.exists(port):
+            raise PortNotFound(f"{port}: no such serial port (unplugged, or a wrong name?)")
     bound: list[tuple[str, str | None, str | None]] = [(p, None, None) for p in real]
     if opts.serials:
         table = ports_by_serial_number()
@@ -91,15 +95,15 @@ def resolve(opts: BindOptions, boards: Boards, read_mac: MacReader) -> list[Boar
     if len(kinds) > 1 and len(kinds) != len(bound):
         raise UsageError(f"{len(kinds)} --board kinds for {len(bound)} boards: give one kind "
                          f"for all, or one per board in the same order")
-    slots = []
-    for i, (port, sn, mac) in enumerate(bound):
-        kind = kinds[i] if len(kinds) > 1 else (kinds[0] if kinds else None)
-        slots.append(BoardSlot(i, port, kind, serial_number=sn, mac=mac))
+    slots: list[BoardSlot] = []
+    for i, (port, serial_number, mac) in enumerate(bound):
+        kind: BoardKind | None = kinds[i] if len(kinds) > 1 else (kinds[0] if kinds else None)
+        slots.append(BoardSlot(i, port, kind, serial_number=serial_number, mac=mac))
     return slots
 
 
 def _virtual_slots(kinds: list[BoardKind], count: int) -> list[BoardSlot]:
-    slots = []
+    slots: list[BoardSlot] = []
     for kind in kinds:
         if kind.virtual is None or kind.chip != "esp32":
             raise UsageError(f"--board {kind.name}: a virtual board cannot play it "
@@ -119,11 +123,11 @@ def _bind_macs(bound: list[tuple[str, str | None, str | None]], macs: list[str],
         try:
             mac = read_mac(port)
         except HILError as e:
-            tried.append(f"{port}: {e}")
+            tried.append(str(e))  # names the port already
             continue
         found[mac] = port
         tried.append(f"{port}: {mac}")
-    out = []
+    out: list[tuple[str, str | None, str | None]] = []
     for mac in macs:
         if mac not in found:
             raise PortNotFound(f"--board-mac {mac}: no board with that MAC "

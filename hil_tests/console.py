@@ -8,16 +8,23 @@ every failure that involved the board).
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
 TAIL_BYTES = 64 * 1024
 
 
+class DeadlineExceeded(Exception):
+    """A read past the tap's deadline (mpremote's read_until checks its overall
+    timeout only while the line is silent: a board that never stops printing
+    would keep it reading forever)."""
+
+
 class ConsoleTap:
     """A pyserial stand-in that forwards everything and records what is read."""
 
-    _own = ("_port", "_tail", "_log", "_total")
+    _own = ("_port", "_tail", "_log", "_total", "deadline")
 
     def __init__(self, port: Any, log_path: Path | None = None) -> None:
         object.__setattr__(self, "_port", port)
@@ -28,6 +35,14 @@ class ConsoleTap:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             log = open(log_path, "ab", buffering=0)  # noqa: SIM115 - closed in close()
         object.__setattr__(self, "_log", log)
+        object.__setattr__(self, "deadline", None)  # time.monotonic() after which reads fail
+
+    def set_deadline(self, deadline: float | None) -> None:
+        object.__setattr__(self, "deadline", deadline)
+
+    def _check(self) -> None:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise DeadlineExceeded
 
     def _record(self, data: bytes) -> bytes:
         if data:
@@ -39,25 +54,25 @@ class ConsoleTap:
         return data
 
     def read(self, size: int = 1) -> bytes:
+        self._check()
         return self._record(self._port.read(size))
 
     def read_until(self, expected: bytes = b"\n", size: int | None = None) -> bytes:
+        self._check()
         return self._record(self._port.read_until(expected, size))
 
     def close(self) -> None:
-        try:
-            self._port.close()
-        finally:
-            if self._log is not None:
-                self._log.close()
-                object.__setattr__(self, "_log", None)
+        """Close the port; the log stays open for a port reopened with reattach()."""
+        self._port.close()
+
+    def close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            object.__setattr__(self, "_log", None)
 
     def reattach(self, port: Any) -> None:
-        """Carry on with a reopened port (after the device re-enumerated); keeps the tail."""
-        try:
-            self._port.close()
-        except Exception:  # noqa: BLE001 - the old port is gone already
-            pass
+        """Carry on with a reopened port (after the device re-enumerated); keeps the tail.
+        The log file stays open: close() closed only the old port."""
         object.__setattr__(self, "_port", port)
 
     @property

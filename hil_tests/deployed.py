@@ -83,7 +83,6 @@ def deploy_node(target: Target, kind: BoardKind, broker: Broker, watch_host: str
     if found is not None and target.slot.virtual:
         start = (float(found[1]["lat"]), float(found[1]["lon"]))
     cfg = node_config(kind, device, broker, link, target.slot.virtual, start)
-    _stop_old_firmware(board)
     deployment = deploy(board, cfg, secrets, HIL_TUNE)
     watch = NodeWatch(watch_host, watch_port, device, kind.role,
                       prefix=deployment.prefix).start()
@@ -92,11 +91,3 @@ def deploy_node(target: Target, kind: BoardKind, broker: Broker, watch_host: str
     node.start()
     return node
 
-
-def _stop_old_firmware(board: SerialBoard) -> None:
-    """A node deployed earlier armed a watchdog that a soft reset does not stop (ESP32):
-    remove its main.py and hard-reset, so the deployment is not cut short."""
-    had_main = board.eval("'main.py' in __import__('os').listdir('/')")
-    if had_main:
-        board.remove("/main.py")
-        board.reset()

@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,7 +26,7 @@ from .board import Board
 from .capabilities import HINTS, POWER, WIFI, capabilities, missing_reason, role_reason
 from .deploy import runtime_present
 from .deployed import DeployedNode, NotDeployable, deploy_node
-from .errors import HILError
+from .errors import BoardExecError, HILError
 from .faults import Power, Wifi
 from .mosquitto import BrokerError, Mosquitto
 from .node_config import Broker
@@ -215,18 +216,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
     """A failed test's report gets each of its boards' console tail and log path."""
-    outcome = yield
+    outcome: Any = yield
     rep = outcome.get_result()
     if not rep.failed or rep.when == "teardown":
         return
+    err = call.excinfo.value if call.excinfo else None
+    if isinstance(err, HILError) and not isinstance(err, BoardExecError):
+        # a port or connection problem: its one line says it all, mpremote's frames do not
+        rep.longrepr = f"{type(err).__module__}.{type(err).__name__}: {err}"
     for target in item.stash.get(TARGETS, []):
         title, text = target.console_report()
+        text = text or "(the board printed nothing)"
         if hasattr(rep.longrepr, "addsection"):
-            rep.longrepr.addsection(title, text or "(the board printed nothing)")
+            rep.longrepr.addsection(title, text)
         else:
-            rep.sections.append((title, text))
+            rep.longrepr = f"{rep.longrepr}\n{'-' * 8} {title}\n{text}"
 
 
 # ---- fixtures ----

@@ -22,7 +22,7 @@ from mpremote.transport import TransportError, TransportExecError
 from mpremote.transport_serial import SerialTransport
 
 from .board import Board, FileEntry
-from .console import ConsoleTap
+from .console import ConsoleTap, DeadlineExceeded
 from .errors import BoardExecError, BoardNotResponding, HILError
 from .ports import open_transport
 
@@ -33,6 +33,7 @@ PROMPT = "\r\n>>> "
 _POLL_S = 0.2
 _TRAFFIC_S = 5.0
 _QUIET_S = 1.0  # a booting board silent this long has finished printing
+_SILENT_S = 3.0  # a board that printed nothing for this long may have booted unheard
 
 
 class SerialBoard(Board):
@@ -60,6 +61,7 @@ class SerialBoard(Board):
             self._enter_raw(soft_reset)
         except BaseException:
             self._close_port()
+            self._tap.close_log()
             raise
 
     # ---- raw REPL ----
@@ -68,12 +70,13 @@ class SerialBoard(Board):
         limit = timeout if timeout is not None else self.connect_timeout
         self._stop_following()
         self._tap.timeout = _POLL_S
+        self._tap.set_deadline(time.monotonic() + limit + 1)
         mark = self._tap.total
         try:
             # mpremote prints what it got when this fails; the tap has it already.
             with contextlib.redirect_stdout(io.StringIO()):
                 self._t.enter_raw_repl(soft_reset=soft_reset, timeout_overall=limit)
-        except TransportError as e:
+        except (TransportError, DeadlineExceeded) as e:
             got = self._tap.since(mark)[-120:]
             raise BoardNotResponding(
                 f"{self.port}: no answer to the raw REPL (Ctrl-A) within {limit:g} s; "
@@ -85,6 +88,7 @@ class SerialBoard(Board):
             raise HILError(f"{self.port}: serial error while connecting: {e}") from e
         finally:
             self._tap.timeout = _TRAFFIC_S
+            self._tap.set_deadline(None)
         self._raw = True
 
     def _ensure_raw(self) -> None:
@@ -192,6 +196,7 @@ class SerialBoard(Board):
         """Open the port again (it vanished: the USB device re-enumerated after a power cut)."""
         self._stop_following()
         self._raw = False
+        self._close_port()  # release the exclusive lock before opening again
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -229,8 +234,10 @@ class SerialBoard(Board):
                 break
             if self._tap.total != last:
                 last, quiet_since = self._tap.total, now
-            elif "\n" in seen and now - quiet_since > _QUIET_S and interrupt:
-                break  # booted and went quiet: main.py is looping without output
+            elif interrupt and now - quiet_since > (_QUIET_S if "\n" in seen else _SILENT_S):
+                # booted and went quiet (main.py loops without output), or printed
+                # nothing at all (its boot went out while the port was closed): ask it
+                break
             if now > deadline:
                 if not interrupt:
                     raise BoardNotResponding(f"{self.port}: no REPL prompt within "
@@ -315,6 +322,7 @@ class SerialBoard(Board):
                 self._t.exit_raw_repl()
         self._raw = False
         self._close_port()
+        self._tap.close_log()
 
     def _close_port(self) -> None:
         with contextlib.suppress(Exception):

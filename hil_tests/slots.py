@@ -9,7 +9,6 @@ checks capability markers against them at collection time.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import PurePath
 
 from provisioning.boards import BoardKind
 
@@ -34,7 +33,8 @@ class BoardSlot:
         kind = self.kind.name if self.kind else "unknown-kind"
         if self.virtual:
             return f"virtual-{kind}-{self.index}"
-        return f"{PurePath(self.port).name}-{kind}"
+        port = self.port.removeprefix("/dev/").replace("/", "")  # ttyUSB0, pts3, COM4
+        return f"{port}-{kind}"
 
     def describe(self) -> str:
         kind = self.kind.name if self.kind else "a board of unknown kind"

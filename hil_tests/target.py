@@ -29,6 +29,8 @@ from .vboard import VirtualBoard
 from .vboard.errors import VBoardError
 
 TAIL_BYTES = 3000
+MAIN = "main.py"
+PARKED = "main.py.hil-parked"
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class Target:
         self.vboard: VirtualBoard | None = None
         self.board: SerialBoard | None = None
         self.gps: GpsFeeder | None = None
+        self.parked = False
 
     def start(self) -> Target:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -73,7 +76,30 @@ class Target:
         self.board = SerialBoard(port, baudrate=self.settings.baudrate,
                                  connect_timeout=self.settings.connect_timeout,
                                  log_path=self.workdir / "console.log")
+        if not self.slot.virtual:
+            self._park_main()
         return self
+
+    def _park_main(self) -> None:
+        """An attached board may run a node from an earlier test: its watchdog keeps
+        running after Ctrl-C (a soft reset does not stop an ESP32's WDT) and would reset
+        the board in the middle of this test. Move main.py aside and hard-reset; stop()
+        puts it back unless the test deployed a new one."""
+        assert self.board is not None
+        names = self.board.eval("__import__('os').listdir('/')")
+        if MAIN not in names:
+            return
+        self.board.exec(f"import os\nos.rename({MAIN!r}, {PARKED!r})")
+        self.parked = True
+        self.board.reset()
+
+    def _unpark_main(self) -> None:
+        assert self.board is not None
+        names = self.board.eval("__import__('os').listdir('/')")
+        if MAIN in names:  # the test deployed firmware of its own: keep it
+            self.board.remove(f"/{PARKED}")
+        else:
+            self.board.exec(f"import os\nos.rename({PARKED!r}, {MAIN!r})")
 
     @property
     def power_switch(self) -> PowerSwitch | None:
@@ -117,6 +143,9 @@ class Target:
         if self.gps is not None:
             self.gps.stop()
         if self.board is not None:
+            if self.parked:
+                with contextlib.suppress(Exception):
+                    self._unpark_main()
             with contextlib.suppress(Exception):
                 self.board.close()
         if self.vboard is not None:

@@ -191,7 +191,6 @@ class BoardJob:
             self.result.step_seconds[step] = time.monotonic() - t0
             done = reg.by_id(self.device_id)
             self.result.done = done.steps if done else ()
-        self.events.step("done")
 
     # ---- 1-3: who is this board ----
 

@@ -41,8 +41,6 @@ class BoardLink(Protocol):
 
     def write_file(self, path: str, data: bytes) -> None: ...
 
-    def read_file(self, path: str) -> bytes | None: ...
-
     def listdir(self, path: str) -> list[tuple[str, bool]]: ...
 
     def mkdir(self, path: str) -> None: ...
@@ -274,16 +272,6 @@ class SerialLink:
         finally:
             self.exec("_f.close()")
         self.exec(f"_nmv({tmp!r}, {path!r})")
-
-    def read_file(self, path: str) -> bytes | None:
-        self._with_helpers()
-        out = self.exec(
-            f"try:\n _f = open({path!r}, 'rb')\nexcept OSError:\n print('None')\nelse:\n"
-            f" print(repr(binascii.b2a_base64(_f.read())))\n _f.close()"
-        ).decode().strip()
-        if out == "None":
-            return None
-        return binascii.a2b_base64(ast.literal_eval(out))
 
     def listdir(self, path: str) -> list[tuple[str, bool]]:
         """(name, is_dir) of each entry; [] when `path` does not exist."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
@@ -83,6 +84,10 @@ def _row(r: sqlite3.Row | tuple) -> DeviceRow:
     return DeviceRow(**values)
 
 
+_open_lock = threading.Lock()
+OPEN_TRIES = 50  # x 0.1 s: switching a new file to WAL does not wait on the busy timeout
+
+
 class Registry:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -91,14 +96,32 @@ class Registry:
             if not self.path.exists():  # it will hold MAC keys: owner only, as the agent does
                 os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
             self.conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA busy_timeout=30000")
-            agent_registry.ensure_registry(self.conn)
-            agent_registry.ensure_provisioning(self.conn)
         except OSError as e:
             raise RegistryError(f"{self.path}: cannot open: {e.strerror or e}") from e
         except sqlite3.Error as e:
             raise RegistryError(f"{self.path}: cannot open the registry: {e}") from e
+        # Several boards' threads (and the agent) open the file at once; changing the
+        # journal mode answers "database is locked" at once instead of waiting, so the
+        # set-up is serialised here and retried against other processes.
+        for attempt in range(OPEN_TRIES):
+            try:
+                with _open_lock:
+                    self._set_up()
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or attempt == OPEN_TRIES - 1:
+                    self.conn.close()
+                    raise RegistryError(f"{self.path}: cannot open the registry: {e}") from e
+                time.sleep(0.1)
+            except sqlite3.Error as e:
+                self.conn.close()
+                raise RegistryError(f"{self.path}: cannot open the registry: {e}") from e
+
+    def _set_up(self) -> None:
+        if self.conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            self.conn.execute("PRAGMA journal_mode=WAL")
+        agent_registry.ensure_registry(self.conn)
+        agent_registry.ensure_provisioning(self.conn)
 
     @classmethod
     def existing(cls, path: Path) -> Registry | None:

@@ -37,7 +37,7 @@ from edge_agent.fleet import judge
 from edge_agent.hooks import Hooks
 from edge_agent.sdnotify import Notifier, notify_address, watchdog_interval
 from edge_agent.service import service_hooks
-from edge_agent.store import Store
+from edge_agent.store import DeadLetter, Store
 from hil_tests.mosquitto import Mosquitto, free_port
 
 DEVICES = {"wl-0001": "water_level", "bt-0001": "boat"}
@@ -151,7 +151,7 @@ def test_agent_process_notifies_ready_watchdog_and_stopping(
         # Pings every WatchdogSec/2 = 1 s.
         wait_until(lambda: len(sock.with_key("WATCHDOG")) >= 3, 10, "three watchdog pings")
         pings = [t for t, _ in sock.with_key("WATCHDOG")]
-        assert all(0.5 < b - a < 2.0 for a, b in zip(pings, pings[1:], strict=False))
+        assert all(0.5 < b - a < 3.0 for a, b in zip(pings, pings[1:], strict=False))
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
     finally:
@@ -214,12 +214,12 @@ def test_watchdog_pings_stop_while_a_worker_is_stuck(
         node.publish(1, 1)
         assert stall.stalled.wait(10)
         t_stuck = time.monotonic()
-        time.sleep(2.5)
-        late = [t for t, _ in sock.with_key("WATCHDOG") if t > t_stuck + 0.75]
+        time.sleep(3.0)
+        late = [t for t, _ in sock.with_key("WATCHDOG") if t > t_stuck + 1.0]
         assert late == [], "pinged while the ingress loop was stuck"
         stall.block.clear()
         stall.release.set()
-        wait_until(lambda: any(t > t_stuck + 2.5 for t, _ in sock.with_key("WATCHDOG")), 5,
+        wait_until(lambda: any(t > t_stuck + 3.0 for t, _ in sock.with_key("WATCHDOG")), 5,
                    "pings again once the loop turns")
     finally:
         stall.release.set()
@@ -337,16 +337,17 @@ def test_silent_device_goes_offline_and_comes_back(
         wl, boat = SimNode(mosquitto.url, "wl-0001"), SimNode(mosquitto.url, "bt-0001", "boat")
         nodes += [wl, boat]
         wl.client.publish("nodes/wl-0001/status", cbor2.dumps(
-            {"v": 1, "dev": "wl-0001", "online": True, "interval": 1}), qos=1, retain=True)
-        # The boat teaches its interval by its spacing: 3 gaps of 1.2 s.
-        for seq in (1, 2, 3, 4):
+            {"v": 1, "dev": "wl-0001", "online": True, "interval": 2}), qos=1, retain=True)
+        # The boat teaches its interval by its spacing: 4 gaps of 1.5 s (3 are needed;
+        # a gap under 1 s, if the machine is slow, does not count).
+        for seq in (1, 2, 3, 4, 5):
             if seq > 1:
-                time.sleep(1.2)
+                time.sleep(1.5)
             boat.publish(1, seq)
             wl.publish(1, seq)
         t_last = time.monotonic()
         wait_until(lambda: len(events) == 2, 15, "two offline events upstream")
-        assert time.monotonic() - t_last >= 2.0  # 2 x 1 s of silence, at least
+        assert time.monotonic() - t_last >= 3.0  # 2 x 1.5 s of silence, at least
         assert sorted((t, e["event"]) for t, e in events) == [
             ("nodes/bt-0001/event", "offline"), ("nodes/wl-0001/event", "offline")]
         assert all(e["v"] == 1 and e["dev"] == t.split("/")[1] for t, e in events)
@@ -358,7 +359,7 @@ def test_silent_device_goes_offline_and_comes_back(
         # Heard again, now on a slow interval (so silence does not take it down again).
         wl.client.publish("nodes/wl-0001/status", cbor2.dumps(
             {"v": 1, "dev": "wl-0001", "online": True, "interval": 600}), qos=1, retain=True)
-        wl.publish(1, 5)
+        wl.publish(1, 6)
         wait_until(lambda: len(events) == 3, 10, "the online event")
         assert (events[2][0], events[2][1]["event"]) == ("nodes/wl-0001/event", "online")
         wait_until(lambda: metric(scrape(port), "edge_agent_devices", state="online") == 1, 5,
@@ -494,6 +495,10 @@ def test_schema_1_databases_are_migrated(tmp_path: Path) -> None:
                        " ALTER TABLE device_state DROP COLUMN offline_since;"
                        " ALTER TABLE device_state DROP COLUMN seen_samples;"
                        " INSERT INTO device_state (device, last_seen) VALUES ('wl-1', 5.0);"
+                       " DROP TRIGGER dead_letters_count_ins; DROP TRIGGER dead_letters_count_del;"
+                       " ALTER TABLE queue_stats DROP COLUMN dead;"
+                       " INSERT INTO dead_letters (received_at, topic, payload, reason)"
+                       "   VALUES (1, 'nodes/x/up', x'00', 'bad'), (2, 'nodes/x/up', x'01', 'bad');"
                        " PRAGMA user_version = 1;")
     conn.close()
     store = Store(db)
@@ -503,6 +508,11 @@ def test_schema_1_databases_are_migrated(tmp_path: Path) -> None:
         store.record_events([("wl-1", "offline", "silent")], now=10.0)
         assert store.fleet() == [("wl-1", 5.0, None, None, None, 10.0)]
         assert store.conn.execute("SELECT seen_samples FROM device_state").fetchone() == (None,)
+        assert store.dead_letter_count() == 2  # counted once at the migration, then kept
+        store.insert_batch([DeadLetter("nodes/x/up", b"\x02", "bad")])
+        assert store.dead_letter_count() == 3
+        store.conn.execute("DELETE FROM dead_letters WHERE id = 1")
+        assert store.dead_letter_count() == 2
     finally:
         store.close()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -274,3 +275,50 @@ def test_ack_high_water_matches_a_model(tmp_path_factory: pytest.TempPathFactory
         assert sorted((b, q) for _, b, q in stored_keys(s)) == sorted(seen)
     finally:
         s.close()
+
+
+def test_full_database_makes_room_from_the_oldest_normal_rows(tmp_path: Path) -> None:
+    from edge_agent.diskspace import is_disk_full
+    limits = Limits(max_db_bytes=256 << 10, wal_bytes=64 << 10)
+    s = Store(tmp_path / "a.db", limits)
+
+    def batches() -> Iterator[list[Reading]]:
+        seq = 0
+        while True:
+            yield [R(seq := seq + 1, alarm=seq % 10 == 0, size=200) for _ in range(20)]
+
+    gen = batches()
+    batch = next(gen)
+    with pytest.raises(sqlite3.Error) as full:
+        for _ in range(10_000):
+            s.insert_batch(batch)
+            batch = next(gen)
+    assert is_disk_full(full.value)
+    size_before = s.queue_depth()[1]
+    alarms = s.alarm_rows()
+    dropped, dead = s.make_room(size_before // 10)
+    assert dropped > 0 and dead == 0
+    assert s.disk_cap == s.queue_depth()[1] <= size_before - size_before // 10
+    assert s.alarm_rows() == alarms
+    s.insert_batch(batch)  # the batch that failed now fits
+    # From now on each batch drops what it adds: the database does not grow.
+    for _ in range(50):
+        s.insert_batch(next(gen))
+    assert s.queue_depth()[1] <= s.disk_cap
+    assert s.alarm_rows() == alarms + 2 + 100  # every alarm kept, the new ones too
+    normal = [r[0] for r in s.conn.execute("SELECT seq FROM readings WHERE alarm = 0"
+                                           " ORDER BY seq")]
+    every_normal = [q for q in range(1, normal[-1] + 1) if q % 10]
+    assert normal == every_normal[-len(normal):]  # the newest normal rows, none missing
+    c = s.counters()
+    assert c["dropped_disk"] > dropped and c.get("dropped_overflow", 0) == 0
+    assert s.integrity_check() == "ok"
+    cap = s.disk_cap
+    s.close()
+    s = Store(tmp_path / "a.db", limits)  # a restart keeps the cap it learnt
+    assert s.disk_cap == cap
+    s.set_disk_cap(None)
+    s.close()
+    s = Store(tmp_path / "a.db", limits)
+    assert s.disk_cap is None
+    s.close()

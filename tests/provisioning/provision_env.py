@@ -10,6 +10,7 @@ environment variables, as a bench laptop would be set up):
   not the kind's;
 - an image cache with one fake image per image file (a virtual board does
   not run the image; the cache, hash and flash steps are exercised anyway);
+- a copy of firmware/ (NODECTL_FIRMWARE), so runs compare while it is edited;
 - a site file (Wi-Fi, the test broker, thresholds, a boat zone, tuning knobs
   so every role publishes within seconds) and the zone file;
 - mosquitto with a password file and an ACL, no anonymous access, the agent's
@@ -24,6 +25,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -36,6 +38,8 @@ import yaml
 from hil_tests.kind_world import GpsFeeder, world_for
 from hil_tests.mosquitto import Mosquitto
 from hil_tests.vboard import VirtualBoard
+from hil_tests.vboard.errors import VBoardError
+from hil_tests.vboard.vm import find_micropython
 from provisioning.boards import load_boards
 from provisioning.mosquitto_auth import set_password, write_acl
 
@@ -50,6 +54,14 @@ ZONE = {"type": "FeatureCollection", "features": [{
     "geometry": {"type": "Polygon", "coordinates": [[
         [105.785, 10.031], [105.791, 10.031], [105.791, 10.037], [105.785, 10.037],
         [105.785, 10.031]]]}}]}
+
+
+def have_vm() -> bool:
+    """The MicroPython unix VM virtual boards run on is installed."""
+    try:
+        return Path(find_micropython()).exists()
+    except VBoardError:
+        return False
 
 
 def pinned_boards_text(images: dict[str, bytes]) -> str:
@@ -71,6 +83,7 @@ class ProvisionEnv:
         self.secrets = self.root / "secrets"
         self.site = self.root / "site.yaml"
         self.zones = self.root / "zones.geojson"
+        self.firmware = self.root / "firmware"
         self.passwd = self.root / "mosquitto" / "passwd"
         self.acl = self.root / "mosquitto" / "acl"
         self.broker: Mosquitto | None = None
@@ -80,6 +93,10 @@ class ProvisionEnv:
     # ---- set-up ----
 
     def start(self) -> ProvisionEnv:
+        # A snapshot of the firmware: runs compared with each other deploy the same files
+        # even while the repository's firmware is being edited.
+        shutil.copytree(REPO / "firmware", self.firmware,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.mpy", "examples"))
         self.images.mkdir(parents=True, exist_ok=True)
         kinds = load_boards(REPO / "boards.yaml")
         made: dict[str, bytes] = {}
@@ -157,7 +174,7 @@ class ProvisionEnv:
             NODECTL_IMAGES=str(self.images), NODECTL_SECRETS=str(self.secrets),
             NODECTL_SITE=str(self.site), NODECTL_BROKER_PASSWD=str(self.passwd),
             NODECTL_BROKER_ACL=str(self.acl), NODECTL_BROKER_PID=str(self.broker.proc.pid),
-            NODECTL_AGENT_PASS=AGENT_PASS,
+            NODECTL_AGENT_PASS=AGENT_PASS, NODECTL_FIRMWARE=str(self.firmware),
         )
         env.update(extra)
         return env

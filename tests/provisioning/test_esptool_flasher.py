@@ -69,7 +69,8 @@ def rom(monkeypatch):
     def write_flash(esp, addr_data, **kwargs):
         calls.append(("write_flash", [(a, bytes(d)) for a, d in addr_data], kwargs))
         for _, data in addr_data:  # as esptool does: progress through its logger
-            with log.progress(total=len(data), unit="B") as bar:
+            with log.progress(total=len(data), unit="B",
+                              disable=kwargs.get("no_progress", False)) as bar:
                 for i in range(0, len(data), 0x4000):
                     bar.update(advance=min(0x4000, len(data) - i))
 

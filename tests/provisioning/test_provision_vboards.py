@@ -89,13 +89,9 @@ def provision_args(boards: list, kinds: list[str], *extra: str) -> list[str]:
 
 
 def test_three_boards_one_per_role_in_one_command_then_each_publishes_as_itself(penv):
-    # Up to register: `verify` needs the node to publish a reading by itself, and the
-    # firmware's truck role reads the ignition input without its active_low polarity,
-    # so a virtual truck (ignition on = pin low) never starts a trip (see the README).
-    # Verify runs against a water-level and a boat node in the tests below.
     kinds = list(ROLES)
     boards = [penv.board(k) for k in kinds]
-    r = penv.nodectl(*provision_args(boards, kinds, "--until", "register"))
+    r = penv.nodectl(*provision_args(boards, kinds))
     assert r.returncode == 0, r.stdout + r.stderr
     table = r.stdout.splitlines()
     assert table[0].split()[:3] == ["PORT", "DEVICE", "BOARD"] and len(table) == 4
@@ -106,7 +102,7 @@ def test_three_boards_one_per_role_in_one_command_then_each_publishes_as_itself(
     assert set(rows) == set(kinds)
     for kind, row in rows.items():
         assert row["role"] == ROLES[kind]
-        assert row["steps"] == "flash,deploy,configure,register"
+        assert row["steps"] == "flash,deploy,configure,register,verify"  # each published
         assert row["chip"] == "esp32" and row["fw_version"] and row["config_hash"]
     devices = {d["device_id"]: d for d in state["devices"]}
     assert {d: devices[d]["role"] for d in devices} == {
@@ -194,9 +190,10 @@ def _refused(penv, vb, *args: str, **env: str):
     assert r.returncode == 2, r.stdout + r.stderr
     assert board_files(vb.dir) == files
     assert penv.registry_state(volatile=True) == state
-    lines = r.stderr.splitlines()
-    assert len([ln for ln in lines if ln.startswith("nodectl: ")]) == 1, r.stderr
-    return next(ln for ln in lines if ln.startswith("nodectl: "))
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("nodectl: ")]
+    assert len(errors) == 1, r.stderr
+    assert r.stderr.count(errors[0].split(": ", 2)[-1]) == 1, r.stderr  # said once
+    return errors[0]
 
 
 def test_refusals_leave_the_board_and_the_registry_as_they_were(penv):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import threading
 
 import pytest
 
@@ -90,3 +91,29 @@ def test_auto_ids_are_the_role_prefix_and_the_macs_last_bytes():
     assert auto_device_id("water_level", "24:0a:c4:e1:c4:10") == "wl-e1c410"
     assert auto_device_id("boat", "24:0a:c4:00:00:0a") == "boat-00000a"
     assert auto_device_id("truck", "24:0a:c4:ab:cd:ef") == "trk-abcdef"
+
+
+def test_boards_threads_may_open_a_new_registry_at_once(tmp_path):
+    # Switching a new file to WAL answers "database is locked" without waiting: a
+    # provision of several boards must not lose one of them to that.
+    errors: list[str] = []
+
+    def board(path, i: int) -> None:
+        try:
+            with Registry(path) as reg:
+                reg.create(f"wl-{i}", f"24:0a:c4:00:00:{i:02x}", "water_level",
+                           "water-level-devkitc")
+                reg.step_done(f"wl-{i}", "flash")
+        except RegistryError as e:
+            errors.append(str(e))
+
+    for n in range(20):
+        path = tmp_path / f"r{n}.db"
+        threads = [threading.Thread(target=board, args=(path, i)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []
+    with Registry(tmp_path / "r0.db") as reg:
+        assert [r.device_id for r in reg.rows()] == [f"wl-{i}" for i in range(6)]

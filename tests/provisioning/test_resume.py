@@ -19,10 +19,11 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from provision_env import ProvisionEnv, wait_for
+from provision_env import ProvisionEnv, have_vm, wait_for
 
 from provisioning.checkpoint import POINTS
 from provisioning.mosquitto_auth import check_password
+from provisioning.registry import STEPS
 from provisioning.secrets_store import key_id
 
 pytestmark = pytest.mark.slow
@@ -31,9 +32,7 @@ KIND = "water-level-devkitc"
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
-    from conftest import _have_vm
-
-    if not _have_vm():
+    if not have_vm():
         pytest.skip("MicroPython unix VM not installed")
     with ProvisionEnv(tmp_path_factory.mktemp("resume")) as env:
         vb = env.board(KIND)
@@ -110,11 +109,12 @@ def test_killed_then_rerun_ends_as_an_uninterrupted_run(bench, baseline, point):
     kill_at(env, vb, point, name)
     interrupted = state_of(env, name)
     if interrupted:  # stopped part-way: the step it was in is not recorded as done
-        step = point.split(":")[0]
-        assert step not in interrupted["provisioning"][0]["steps"].split(",")
+        assert point.split(":")[0] not in interrupted["provisioning"][0]["steps"].split(",")
 
-    again = env.nodectl(*args(vb), **run_env(env, name))
+    again = env.nodectl("--json", *args(vb), **run_env(env, name))
     assert again.returncode == 0, again.stdout + again.stderr
+    step = point.split(":")[0]
+    assert json.loads(again.stdout)[0]["ran"] == list(STEPS[STEPS.index(step):])  # from there
     assert state_of(env, name) == baseline
 
     # what the comparison leaves out must agree with the secrets this run made
