@@ -10,6 +10,9 @@ STAMP  := $(VENV)/.installed
 STUBS  := .stubs/esp32
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
+# The HIL suite (hil_tests/) runs against virtual boards unless QA names real ports,
+# e.g. `make test HIL_BOARD_PORT=/dev/ttyUSB0`.
+export HIL_BOARD_PORT ?= virtual
 
 .PHONY: test demo lint typecheck pytest system-deps venv stubs clean bench
 

@@ -112,6 +112,8 @@ class Power:
         else:
             self.board.follow_console(since=mark)
 
+    power_cycle = cycle
+
 
 class Wifi:
     """The `wifi` fixture: take the board's access point away and bring it back."""

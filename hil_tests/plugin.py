@@ -223,7 +223,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if not rep.failed or rep.when == "teardown":
         return
     err = call.excinfo.value if call.excinfo else None
-    if isinstance(err, HILError) and not isinstance(err, BoardExecError):
+    if rep.when == "setup" and isinstance(err, HILError) and not isinstance(err, BoardExecError):
         # a port or connection problem: its one line says it all, mpremote's frames do not
         rep.longrepr = f"{type(err).__module__}.{type(err).__name__}: {err}"
     for target in item.stash.get(TARGETS, []):

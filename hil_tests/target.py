@@ -155,10 +155,12 @@ class Target:
 _RAW_PASTE = re.compile(r"R\x01..", re.S)  # raw-paste "ok" and its window size (2 bytes)
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _RAW_ONLY = re.compile(r"^[>\s]*(OK)?[>\s]*$")
+_RAW_PROMPTS = re.compile(r"(?m)^(?:>|OK)+(?=[^ >]|$)")  # raw prompts glued to what follows
 
 
 def readable(console: str) -> str:
     """The console as a person reads it: without the raw REPL's protocol bytes, which
     every exec leaves behind (prompts, raw-paste handshakes, \\x04 framing)."""
     text = _CONTROL.sub("", _RAW_PASTE.sub("", console.replace("\r\n", "\n")))
+    text = _RAW_PROMPTS.sub("", text)
     return "\n".join(ln for ln in text.split("\n") if not _RAW_ONLY.match(ln))

@@ -73,7 +73,7 @@ def test_node_delivers_what_it_buffered_during_a_wifi_outage(deployed_board, wif
     mark = node.board.mark()
     wall_down = time.time()
     wifi.down()
-    node.board.expect("node: wifi down", timeout=10, since=mark)
+    node.board.expect("node: wifi down", timeout=WAIT_S, since=mark)  # real APs: beacon timeout
     t_noticed = time.monotonic()
     last_before = max(s for b, s in watch.unique() if b == boot)
     time.sleep(OUTAGE_S[node.kind.role])

@@ -16,6 +16,7 @@ from edge_helpers import wait_until
 from paho.mqtt.enums import CallbackAPIVersion
 
 from hil_tests.mosquitto import free_port
+from provisioning.mosquitto_auth import set_password, write_acl
 
 PKG = Path(__file__).resolve().parents[2] / "edge_agent"
 UNIT = PKG / "systemd" / "edge-agent.service"
@@ -94,12 +95,6 @@ def test_every_gateway_setting_says_why() -> None:
             assert block_has_comment, f"no comment above {line!r}"
 
 
-def mosquitto_passwd(path: Path, user: str, password: str) -> None:
-    flags = ["-b"] + (["-c"] if not path.exists() else [])
-    subprocess.run(["mosquitto_passwd", *flags, str(path), user, password], check=True,
-                   capture_output=True)
-
-
 class Client:
     def __init__(self, port: int, user: str | None, password: str | None,
                  subscribe: str | None = None) -> None:
@@ -137,20 +132,23 @@ def test_gateway_mosquitto_config_runs_and_enforces_the_acl(tmp_path: Path) -> N
     if not Path(exe).exists():
         pytest.skip("mosquitto not installed")
     agent_port, lan_port = free_port(), free_port()
-    passwd, acl = tmp_path / "nodes.passwd", tmp_path / "nodes.acl"
-    # What provisioning writes: the agent's user and one line per node.
-    mosquitto_passwd(passwd, "edge-agent", "agent-pw")
-    mosquitto_passwd(passwd, "wl-0001", "node-pw")
-    rules = re.findall(r"^#     ((?:user|topic|pattern) .*)$", GATEWAY_CONF.read_text(), re.M)
-    acl.write_text("\n".join(rules) + "\n")
-    assert "pattern write nodes/%u/up" in rules
+    passwd, acl = tmp_path / "passwd", tmp_path / "acl"
+    # The agent's user (the installer adds it), then what `nodectl register` writes.
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(passwd), "edge-agent", "agent-pw"],
+                   check=True, capture_output=True)
+    set_password(passwd, "wl-0001", "node-pw")
+    write_acl(acl, ["wl-0001", "wl-0002"], "edge-agent", "nodes")
+    # The rules the config's comment shows are the ones provisioning writes.
+    shown = re.findall(r"^#     ((?:user|topic) .*)$", GATEWAY_CONF.read_text(), re.M)
+    written = [line for line in acl.read_text().splitlines() if line.startswith(("user", "topic"))]
+    assert shown == written[:len(shown)]
     # Same file, paths into tmp and ports free; the LAN listener stays on loopback here.
     text = GATEWAY_CONF.read_text()
     text = text.replace("listener 1883 127.0.0.1", f"listener {agent_port} 127.0.0.1")
     text = re.sub(r"^listener 1883$", f"listener {lan_port} 127.0.0.1", text, flags=re.M)
     text = text.replace("bind_interface eth0", "bind_interface lo")
-    text = text.replace("/etc/mosquitto/nodes.passwd", str(passwd))
-    text = text.replace("/etc/mosquitto/nodes.acl", str(acl))
+    text = text.replace("password_file /etc/mosquitto/passwd", f"password_file {passwd}")
+    text = text.replace("acl_file /etc/mosquitto/acl", f"acl_file {acl}")
     text = text.replace("/var/lib/mosquitto/", f"{tmp_path}/")
     text = text.replace("log_dest stderr", f"log_dest file {tmp_path / 'mosquitto.log'}")
     if os.geteuid() == 0:

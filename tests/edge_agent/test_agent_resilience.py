@@ -135,10 +135,10 @@ def test_full_disk_drops_oldest_normal_readings_and_keeps_running(
     _, check, counters = db_state(db)
     assert check == "ok"
     assert counters["stored"] == n and counters.get("dropped_disk", 0) > 0, counters
-    upstream_broker.start()
     conn = sqlite3.connect(db)
     queued = conn.execute("SELECT rows FROM queue_stats").fetchone()[0]
     conn.close()
+    upstream_broker.start()
     wait_until(lambda: len(up.keys()) >= queued, 60, "what was kept, upstream")
     assert agent.stop() == 0
     _, check, counters = db_state(db)
