@@ -119,47 +119,51 @@ def _ago(seconds: float) -> str:
     return f"{seconds / 86400:.1f} d"
 
 
+def _show(label: str, value: object) -> None:
+    click.echo(f"{label + ':':<23}{value}")
+
+
 def _print_status(cfg: Config, store: Store, now: float, limit: int) -> None:
     state = store.agent_state()
     beat = float(state["heartbeat"][0]) if "heartbeat" in state else None
-    running = (beat is not None and state.get("state", ("", 0))[0] == "running"
-               and now - beat < 30)
-    click.echo(f"store:        {cfg.db_path}")
+    said = state.get("state", ("", 0))[0]
+    running = beat is not None and said == "running" and now - beat < 30
+    _show("store", cfg.db_path)
     if beat is None:
-        click.echo("agent:        never ran with this store")
+        _show("agent", "has not run with this store yet")
     elif running:
-        click.echo(f"agent:        running, pid {state['pid'][0]}, reported {_ago(now - beat)} ago")
-    elif state.get("state", ("", 0))[0] == "stopped":
-        click.echo(f"agent:        stopped {_ago(now - beat)} ago")
+        _show("agent", f"running, pid {state['pid'][0]}, reported {_ago(now - beat)} ago")
+    elif said == "stopped":
+        _show("agent", f"stopped {_ago(now - beat)} ago")
     else:
-        click.echo(f"agent:        not reporting for {_ago(now - beat)} (pid "
-                   f"{state['pid'][0]} killed or hung?)")
+        _show("agent", f"not reporting for {_ago(now - beat)} (pid {state['pid'][0]} killed "
+                       "or hung?)")
     heard_from = None
-    for name, label in (("upstream", "upstream:"), ("local", "local broker:")):
-        value = state.get(name, ("none", 0))[0]
-        if value == "none":
-            click.echo(f"{label:<14}none configured")
+    for name, label in (("upstream", "upstream"), ("local", "local broker")):
+        value = state.get(name, ("unknown", 0))[0]
+        if value in ("none", "unknown"):
+            _show(label, "none configured" if value == "none" else "-")
             continue
         link, _, since = value.partition(" ")
-        click.echo(f"{label:<14}{link} for {_ago(now - float(since))}"
-                   + ("" if running else " (when the agent last reported)"))
+        _show(label, f"{link} for {_ago(now - float(since))}"
+              + ("" if running else " (when the agent last reported)"))
         if name == "local" and running and link == "connected":
             heard_from = float(since)
     rows, size = store.queue_depth()
     oldest = store.oldest_received_at()
     counters = store.counters()
-    click.echo(f"queue:        {rows} readings, {size} bytes, {store.alarm_rows()} alarms")
-    click.echo("oldest:       " + (f"{_ago(now - oldest)} ago" if oldest else "-"))
+    _show("queue", f"{rows} readings, {size} bytes, {store.alarm_rows()} alarms")
+    _show("oldest", f"{_ago(now - oldest)} ago" if oldest else "-")
     for name in ("stored", "forwarded", "duplicates", "dropped_overflow", "dropped_age",
                  "dropped_disk", "dead_letters", "dead_letters_dropped",
                  "dead_letters_replayed"):
-        click.echo(f"{name + ':':<14}{counters.get(name, 0)}")
-    click.echo(f"dlq now:      {store.dead_letter_count()}")
+        _show(name, counters.get(name, 0))
+    _show("dlq now", store.dead_letter_count())
     devices = store.device_states()
     j = judge(store.fleet(), now, cfg.offline_multiple, heard_from)
     unknown = len(devices) - j.online - j.offline
-    click.echo(f"devices:      {len(devices)}: {j.online} online, {j.offline} offline, "
-               f"{unknown} never heard from")
+    _show("devices", f"{len(devices)}: {j.online} online, {j.offline} offline, {unknown} never "
+                     "heard from")
     order = {"offline": 0, "online": 1}
     devices.sort(key=lambda d: (order.get(j.states.get(d["device"], ""), 2), d["device"]))
     for d in devices[:limit]:

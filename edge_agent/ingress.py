@@ -95,6 +95,7 @@ class Ingress:
         self.reserve = Reserve(cfg.data_dir / "reserve", cfg.reserve_bytes)
         self.loop_at = time.monotonic()  # the watchdog checks this loop keeps turning
         self.last_room = -1e9
+        self.room_chunk = self._room_chunk()
         self._drops = [0, 0]  # (overflow, disk) drops not logged yet
         self._drops_logged = -1e9
         self.prefix = cfg.local.topic_prefix
@@ -299,6 +300,13 @@ class Ingress:
                         sum(self._drops), *self._drops)
             self._drops = [0, 0]
 
+    def _room_chunk(self) -> int:
+        """Payload bytes per drop transaction on a full disk: its WAL frames (the rows'
+        pages and their index pages, several times the payload) must fit in the room
+        the reserve leaves."""
+        return max(16 << 10, self.cfg.reserve_bytes // 16) if self.cfg.reserve_bytes \
+            else 64 << 10
+
     def _make_room(self, batch: list[Pending]) -> bool:
         """The disk is full: free the reserve (room for the next transactions' WAL), drop
         the oldest non-alarm readings (a tenth of the queue, at least four times this
@@ -313,10 +321,13 @@ class Ingress:
                    64 << 10)
         had_reserve = self.reserve.release()
         try:
-            dropped, dead = self.store.make_room(want)
+            dropped, dead = self.store.make_room(want, self.room_chunk)
         except sqlite3.Error as e:
+            # Even a drop did not fit: smaller transactions next time (a few pages each).
+            self.room_chunk = max(1, self.room_chunk // 4)
             log.error("disk full, and dropping old readings to make room failed: %s", e)
             return had_reserve
+        self.room_chunk = self._room_chunk()
         log.warning("disk full: dropped the %d oldest non-alarm readings (%d dead letters);"
                     " queue capped at %d bytes%s", dropped, dead, self.store.disk_cap or 0,
                     ", reserve released" if had_reserve else "")

@@ -521,21 +521,29 @@ class Store:
 
     # --- a full disk ---
 
-    def make_room(self, nbytes: int) -> tuple[int, int]:
+    def make_room(self, nbytes: int, chunk: int = 64 << 10) -> tuple[int, int]:
         """The disk is full: drop the oldest non-alarm readings (at least `nbytes` of
-        payload, at least one chunk) in a transaction of their own, checkpoint so the WAL
-        can be reused, and cap the queue where it now stands so each later batch drops
-        what it adds. With no non-alarm reading left, the oldest dead letters go instead.
-        Returns (readings, dead letters) dropped."""
+        payload) and cap the queue where it then stands, so each later batch drops what
+        it adds. The drops go in transactions of at most `chunk` payload bytes, each
+        followed by a TRUNCATE checkpoint: a transaction's WAL frames must fit in the room
+        there is (the reserve), and the checkpoint gives that room back for the next one.
+        With no non-alarm reading left, the oldest dead letters go instead. Returns
+        (readings, dead letters) dropped."""
         c = self.conn
-        dead = 0
+        dropped = dead = freed = 0
         self.checkpoint(truncate=True)  # the WAL's pages into the database, its file freed
+        while freed < nbytes:
+            with self._tx():
+                n, size = self._drop_oldest(0, max(1, min(chunk, nbytes - freed)))
+                self._count({DROPPED_DISK: n})
+            self.checkpoint(truncate=True)
+            dropped, freed = dropped + n, freed + size
+            if not n:
+                break
         with self._tx():
-            dropped, _ = self._drop_oldest(0, max(1, nbytes))
-            self._count({DROPPED_DISK: dropped})
             if not dropped:
                 dead = c.execute("DELETE FROM dead_letters WHERE id IN (SELECT id FROM"
-                                 " dead_letters ORDER BY id LIMIT 512)").rowcount
+                                 " dead_letters ORDER BY id LIMIT 64)").rowcount
                 self._count({DEAD_LETTERS_DROPPED: dead})
             cap = self.queue_depth()[1]
             self._save_disk_cap(cap)

@@ -333,3 +333,13 @@ def db_keys(db_path: Path) -> set[tuple[str, int, int]]:
         return set(conn.execute("SELECT device, boot, seq FROM readings").fetchall())
     finally:
         conn.close()
+
+
+def status_fields(out: str) -> dict[str, str]:
+    """`edge-agent status` output as {label: value} (the unindented `label: value` lines)."""
+    fields = {}
+    for line in out.splitlines():
+        if line and not line.startswith(" ") and ":" in line:
+            label, _, value = line.partition(":")
+            fields[label] = value.strip()
+    return fields

@@ -47,6 +47,8 @@ def test_file_values_then_flags_override(tmp_path: Path) -> None:
 log_level = "debug"
 data_dir = "{tmp_path / 'd'}"
 accept_unknown = true
+metrics_port = 9108
+offline_multiple = 2.5
 [local]
 url = "mqtt://127.0.0.1:1884"
 topic_prefix = "site/nodes"
@@ -56,6 +58,7 @@ username = "gw-01"
 password_file = "{pw}"
 topic_prefix = "ioc/gw-01"
 inflight = 7
+publish_events = false
 [commit]
 interval = 0.25
 at_pending = 5
@@ -63,6 +66,8 @@ at_pending = 5
 max_rows = 10
 max_bytes = 2048
 max_age = 60
+max_db_bytes = 1048576
+reserve_bytes = 0
 """)
     cfg = load_config(path)
     assert cfg.log_level == "debug" and cfg.accept_unknown is True
@@ -73,6 +78,8 @@ max_age = 60
     assert cfg.upstream.password() == "s3cret-pw"
     assert (cfg.upstream_inflight, cfg.commit_interval, cfg.commit_at_pending) == (7, 0.25, 5)
     assert (cfg.max_rows, cfg.max_bytes, cfg.max_age) == (10, 2048, 60.0)
+    assert (cfg.max_db_bytes, cfg.reserve_bytes, cfg.publish_events) == (1 << 20, 0, False)
+    assert (cfg.metrics_port, cfg.offline_multiple) == (9108, 2.5)
     # The password is read from its file when connecting; it is nowhere in the config or logs.
     assert "s3cret" not in repr(cfg) and "s3cret" not in _describe(cfg)
 
@@ -107,6 +114,14 @@ max_age = 60
      "config.toml: upstream.password_file: no readable file at '/nonexistent/pw'"),
     ("[commit]\nat_pending = 2.5", "config.toml: commit.at_pending: must be a positive integer, "
                                    "got 2.5"),
+    ("metrics_port = 70000", "config.toml: metrics_port: must be a port number 0..65535 "
+                             "(0: off), got 70000"),
+    ("[queue]\nmax_db_bytes = -1", "config.toml: queue.max_db_bytes: must be an integer >= 0, "
+                                   "got -1"),
+    ("[queue]\nreserve_bytes = 1.5", "config.toml: queue.reserve_bytes: must be an integer >= 0,"
+                                     " got 1.5"),
+    ("[upstream]\npublish_events = 'yes'", "config.toml: upstream.publish_events: must be true "
+                                           "or false, got 'yes'"),
 ])
 def test_bad_values_name_the_key_and_the_problem(tmp_path: Path, text: str,
                                                   message: str) -> None:
