@@ -56,3 +56,30 @@ def raises(exc_type, fn, *args, **kwargs):
         "expected %s from %s, got return value %r"
         % (name, getattr(fn, "__name__", repr(fn)), result)
     )
+
+
+_tmp_count = [0]
+
+
+def tmpdir(tag="fwt"):
+    """A fresh directory under /tmp (MicroPython has no tempfile); remove it with rmtree."""
+    import os
+    import time
+
+    _tmp_count[0] += 1
+    d = "/tmp/%s_%d_%d" % (tag, time.time_ns(), _tmp_count[0])
+    os.mkdir(d)
+    return d
+
+
+def rmtree(d):
+    """Remove a directory tree (MicroPython has no shutil)."""
+    import os
+
+    for nm in os.listdir(d):
+        p = d + "/" + nm
+        if os.stat(p)[0] & 0x4000:
+            rmtree(p)
+        else:
+            os.remove(p)
+    os.rmdir(d)

@@ -1,26 +1,16 @@
 # firmware/lib/bootcount.py on CPython and inside the MicroPython VM.
 
 import os
-import time
 from binascii import crc32
 
 import bootcount
 from bootcount import Seq, next_boot, peek, write_atomic
-
-_n = [0]
+from fwtest import rmtree
+from fwtest import tmpdir as _tmpdir
 
 
 def tmpdir():
-    _n[0] += 1
-    d = "/tmp/fwt_boot_%d_%d" % (time.time_ns(), _n[0])
-    os.mkdir(d)
-    return d
-
-
-def rmtree(d):
-    for nm in os.listdir(d):
-        os.remove(d + "/" + nm)
-    os.rmdir(d)
+    return _tmpdir("fwt_boot")
 
 
 def read(path):

@@ -6,14 +6,14 @@
 import json
 import os
 import struct
-import time
 
 import cbor
 import config
 import gpssim
 import node as nodemod
 import wire
-from fwtest import data_path
+from fwtest import data_path, rmtree
+from fwtest import tmpdir as _tmpdir
 
 DEV = "wl-0007"
 UP = "nodes/wl-0007/up"
@@ -21,24 +21,9 @@ DOWN = "nodes/wl-0007/down"
 STATUS = "nodes/wl-0007/status"
 EPOCH = 1767225600  # 2026-01-01, a valid wall clock
 
-_n = [0]
-
 
 def tmpdir():
-    _n[0] += 1
-    d = "/tmp/fwt_node_%d_%d" % (time.time_ns(), _n[0])
-    os.mkdir(d)
-    return d
-
-
-def rmtree(d):
-    for nm in os.listdir(d):
-        p = d + "/" + nm
-        if os.stat(p)[0] & 0x4000:
-            rmtree(p)
-        else:
-            os.remove(p)
-    os.rmdir(d)
+    return _tmpdir("fwt_node")
 
 
 def on_flash(outbox_dir):

@@ -6,23 +6,13 @@ import struct
 import time
 from binascii import crc32
 
-from fwtest import raises
+from fwtest import raises, rmtree
+from fwtest import tmpdir as _tmpdir
 from outbox import Outbox
-
-_n = [0]
 
 
 def tmpdir():
-    _n[0] += 1
-    d = "/tmp/fwt_outbox_%d_%d" % (time.time_ns(), _n[0])
-    os.mkdir(d)
-    return d
-
-
-def rmtree(d):
-    for nm in os.listdir(d):
-        os.remove(d + "/" + nm)
-    os.rmdir(d)
+    return _tmpdir("fwt_outbox")
 
 
 def segs(d):
