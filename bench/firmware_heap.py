@@ -87,6 +87,37 @@ class BenchError(Exception):
     """A bench step that could not run, or a result that fails the bench."""
 
 
+# Setup code heapsim and noderig share: appended to each one's source (KERNELS below)
+# rather than made a module of its own, whose heap would add to what they measure.
+KERNEL_SETUP = r'''
+
+def load_config(path, secrets, drop, always_on=False):
+    """config.parse of the node's config, as node.main() does; then config.py (the largest
+    module) dropped from sys.modules when `drop`. always_on: a water level without deep
+    sleep."""
+    import config
+
+    with open(path) as f:
+        raw = json.load(f)
+    if always_on:
+        raw["water_level"]["deep_sleep"] = False
+    cfg = config.parse(raw, secrets)
+    raw = None
+    if drop:
+        config = None
+        del sys.modules["config"]
+    gc.collect()
+    return cfg
+
+
+def make_dir(path):
+    try:
+        os.mkdir(path)
+    except OSError:
+        pass  # already there
+'''
+
+
 # The harness, run inside MicroPython (unix and WebAssembly ports): written out as
 # modules and compiled with mpy-cross, so it costs as little heap as it can.
 KERNELS = {
@@ -452,23 +483,14 @@ def setup(role, cfg_path, root, feed, timing=False):
     matters: compiling config.py needs large free blocks that a heap already holding
     the other modules may not have."""
     global wire, Seq, next_boot, Outbox, mqtt, FakeBroker
-    import config
-
-    with open(cfg_path) as f:
-        cfg = config.parse(json.load(f), {})
-    config = None
-    del sys.modules["config"]
-    gc.collect()
+    cfg = load_config(cfg_path, {}, True)
     import mqtt
     import wire
     from bootcount import Seq, next_boot
     from fakebroker import FakeBroker
     from outbox import Outbox
 
-    try:
-        os.mkdir(root)
-    except OSError:
-        pass
+    make_dir(root)
     gc.collect()
     return Node(role, cfg, root, feed, timing)
 
@@ -495,7 +517,7 @@ def run(role, cfg_path, root, feed, cycles, timing=False):
     r = node.report()
     r["base"] = base
     print(json.dumps(r))
-''',
+''' + KERNEL_SETUP,
     "noderig": r'''
 # firmware/lib/node.py's own loop on a fake board, in constant memory: a virtual
 # clock, sensors and a GPS UART fed from the host's feed file, Wi-Fi that drops
@@ -711,25 +733,14 @@ class Rig:
     or GPS epochs (boat, truck)."""
 
     def __init__(self, role, cfg_path, root, feed, cycles, collect=False, drop_config=False):
-        import config
-
-        with open(cfg_path) as f:
-            raw = json.load(f)
-        if role == "water_level":
-            raw["water_level"]["deep_sleep"] = False  # always on: one long-lived heap
-        cfg = config.parse(raw, {"mqtt_pass": "bench"})
-        raw = None
+        # Water level always on: one long-lived heap. A dropped config: node.command()
+        # imports it again when a command comes.
+        cfg = load_config(cfg_path, {"mqtt_pass": "bench"}, drop_config,
+                          role == "water_level")
         secrets = cfg.pop("secrets")
-        if drop_config:  # node.command() imports it again when a command comes
-            config = None
-            del sys.modules["config"]
-        gc.collect()
         import node
 
-        try:
-            os.mkdir(root)
-        except OSError:
-            pass
+        make_dir(root)
         # 1 config second = 1 ms for the water level (a reading every 1-9 steps of
         # 100 ms); 20 ms for boat and truck, so a step of 100 ms is one 5-s GPS epoch.
         mps = 1 if role == "water_level" else 20
@@ -804,7 +815,7 @@ def run(role, cfg_path, root, feed, cycles, drop_config=False):
         print("@@memoryerror@@ node.py step %d, cycle %d" % (rig.steps, rig.k))
         raise
     print(json.dumps(rig.report()))
-''',
+''' + KERNEL_SETUP,
 }
 # The WebAssembly port has no socket module; mqtt.py needs it only to open a socket
 # itself, and the harness hands the client one.
@@ -1048,28 +1059,29 @@ def mem_info(r: dict[str, Any], out: str) -> dict[str, Any]:
     return r
 
 
-def vm_loop(role: str, layout: Path, feed: Path, work: Path, cycles: int,
-            heap: str | None = HEAP, timing: bool = False) -> dict[str, Any]:
-    root = work / f"loop-{role}-{layout.name}-{'t' if timing else 'h'}"
+def vm_kernel(kernel: str, role: str, layout: Path, feed: Path, root: Path, cycles: int,
+              flag: bool, heap: str | None = HEAP) -> dict[str, Any]:
+    """`kernel`.run(role, its example config, root, feed, cycles, flag) in the unix VM, in
+    a fresh `root`: the JSON line it prints, with the VM's mem_info() after it."""
     shutil.rmtree(root, ignore_errors=True)
-    code = (f"import heapsim, micropython\n"
-            f"heapsim.run({role!r}, {str(EXAMPLES / (role + '.json'))!r}, {str(root)!r}, "
-            f"{str(feed)!r}, {cycles}, {timing})\n"
+    code = (f"import {kernel}, micropython\n"
+            f"{kernel}.run({role!r}, {str(EXAMPLES / (role + '.json'))!r}, {str(root)!r}, "
+            f"{str(feed)!r}, {cycles}, {flag})\n"
             "micropython.mem_info()\n")
     out = vm(code, layout, heap)
     return mem_info(last_json(out), out)
 
 
+def vm_loop(role: str, layout: Path, feed: Path, work: Path, cycles: int,
+            heap: str | None = HEAP, timing: bool = False) -> dict[str, Any]:
+    root = work / f"loop-{role}-{layout.name}-{'t' if timing else 'h'}"
+    return vm_kernel("heapsim", role, layout, feed, root, cycles, timing, heap)
+
+
 def vm_node(role: str, layout: Path, feed: Path, work: Path, cycles: int,
             drop_config: bool) -> dict[str, Any]:
     root = work / f"node-{role}-{layout.name}-{int(drop_config)}"
-    shutil.rmtree(root, ignore_errors=True)
-    code = (f"import noderig, micropython\n"
-            f"noderig.run({role!r}, {str(EXAMPLES / (role + '.json'))!r}, {str(root)!r}, "
-            f"{str(feed)!r}, {cycles}, {drop_config})\n"
-            "micropython.mem_info()\n")
-    out = vm(code, layout)
-    return mem_info(last_json(out), out)
+    return vm_kernel("noderig", role, layout, feed, root, cycles, drop_config)
 
 
 IMPORT_CODE = """
@@ -1160,10 +1172,15 @@ def wasm_imports(mjs: Path, layout: Path, deps: dict[str, list[str]],
     return out
 
 
+def role_files(layout: Path, role: str, feed: Path) -> list[tuple[Path, str]]:
+    """lib_files plus the role's config as /cfg/<role>.json and feed as /feed/<role>.bin."""
+    return [*lib_files(layout), (EXAMPLES / f"{role}.json", f"/cfg/{role}.json"),
+            (feed, f"/feed/{role}.bin")]
+
+
 def wasm_loop(mjs: Path, role: str, layout: Path, feed: Path, work: Path,
               cycles: int) -> dict[str, Any]:
-    files = [*lib_files(layout), (EXAMPLES / f"{role}.json", f"/cfg/{role}.json"),
-             (feed, f"/feed/{role}.bin")]
+    files = role_files(layout, role, feed)
     steps: list[dict[str, Any]] = [
         {"code": SETUP + "import heapsim\n"
                  f"N = heapsim.setup({role!r}, '/cfg/{role}.json', '/flash', "
@@ -1177,8 +1194,7 @@ def wasm_loop(mjs: Path, role: str, layout: Path, feed: Path, work: Path,
 
 def wasm_node(mjs: Path, role: str, layout: Path, feed: Path, work: Path, cycles: int,
               drop_config: bool) -> dict[str, Any]:
-    files = [*lib_files(layout), (EXAMPLES / f"{role}.json", f"/cfg/{role}.json"),
-             (feed, f"/feed/{role}.bin")]
+    files = role_files(layout, role, feed)
     # Steps past the last reading return at once; a water-level reading takes 1 to 9.
     repeat = 10 * cycles if role == "water_level" else cycles + 10
     steps: list[dict[str, Any]] = [

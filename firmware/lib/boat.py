@@ -11,6 +11,7 @@
 # seconds UTC (the RTC, or nmea.to_unix of the RMC's date and time).
 
 from geofence import distance6_m, in_hours
+from nmea import FixTracker
 from wire import BT, VB, VS, N, U, V
 
 KN = 0.514444  # m/s per knot
@@ -20,7 +21,7 @@ def _event(now, kind):
     return {BT: now, N: "event", VS: kind}
 
 
-class BoatTracker:
+class BoatTracker(FixTracker):
     """Zone enter/exit, dwell, off-hours, fix loss and periodic reports for one boat.
 
     zones: list of geofence.Zone (the boat's licence: inside any of them is
@@ -41,20 +42,16 @@ class BoatTracker:
         moving_kn=1.0,
         lost_after_s=10,
     ):
+        super().__init__(lost_after_s)
         self.zones = zones
         self.dwell_s = dwell_s
         self.dwell_radius_m = dwell_radius_m
         self.tz_offset_s = tz_offset_s
         self.report_interval_s = report_interval_s
         self.moving_kn = moving_kn
-        self.lost_after_s = lost_after_s
         self.zone = None  # name of the zone we are in, "" outside all, None unknown
-        self.sats = None
-        self.lat6 = self.lon6 = None  # last valid position
         self.speed_kn = None
         self.course = None
-        self._last_ok = None  # time of the last valid fix
-        self._lost = False  # fix_lost already reported for the current loss
         self._next_report = None
         self._anchor = None  # (lat6, lon6, t) where the current still spell began
         self._dwelling = False  # dwell reported for the current still spell
@@ -62,23 +59,9 @@ class BoatTracker:
 
     def update(self, fix, now):
         out = []
-        ok = False
-        if fix is not None:
-            kind = fix.get("type")
-            if kind == "GGA":
-                self.sats = fix["sats"]
-            elif kind == "RMC" and fix["valid"] and fix["lat6"] is not None:
-                ok = True
-        if ok:
-            self._last_ok = now
-            self._lost = False
+        if self._fix_ok(fix, now):
             self._position(fix, now, out)
-        elif (
-            self._last_ok is not None
-            and not self._lost
-            and now - self._last_ok >= self.lost_after_s
-        ):
-            self._lost = True
+        elif self._fix_lost(now):
             p = [_event(now, "fix_lost")]
             self._where(p)
             p.append({N: "fix", VB: False})
@@ -89,9 +72,8 @@ class BoatTracker:
         return out
 
     def _position(self, fix, now, out):
-        lat6 = fix["lat6"]
-        lon6 = fix["lon6"]
-        self.lat6, self.lon6 = lat6, lon6
+        lat6 = self.lat6
+        lon6 = self.lon6
         self.speed_kn = fix["speed_kn"]
         self.course = fix["course"]
         zone = None
@@ -124,7 +106,7 @@ class BoatTracker:
     def _report(self, now):
         # A fix counts until it is older than lost_after_s, so a report made
         # on a GGA or VTG call right after a valid RMC still says fix = true.
-        fresh = self._last_ok is not None and now - self._last_ok < self.lost_after_s
+        fresh = self._fresh(now)
         p = []
         if fresh:
             self._where(p)

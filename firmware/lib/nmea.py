@@ -1,4 +1,5 @@
-# NMEA 0183 parsing for the boat and truck roles: RMC, GGA and VTG only.
+# NMEA 0183 parsing for the boat and truck roles: RMC, GGA and VTG only; and
+# FixTracker, the trackers' common base: what they keep of the receiver's fix.
 #
 # parse(line) -> dict or None. None for anything that is not a complete,
 # checksummed, well-formed sentence of a supported type: noise, partial lines,
@@ -221,6 +222,33 @@ def parse(line):
         return None
 
 
+# Type and own four keys of an RMC and of a GGA; _fix sets the keys both have.
+_RMC = ("RMC", "valid", "speed_kn", "course", "date")
+_GGA = ("GGA", "quality", "sats", "hdop", "alt")
+
+
+def _fix(keys, talker, b, c, pos):
+    # An RMC or GGA result; keys[1:] start None for the caller to set. One literal with
+    # every key sizes the dict once (a key added later regrows it on MicroPython), and five
+    # arguments keep the frame within the 11 words MicroPython puts on the C stack, not the
+    # heap: a sentence allocates no more than with a literal in each caller. Degrees are
+    # derived from the exact micro-degrees so the two always agree (1e-6 deg is 0.11 m, far
+    # below a receiver's error).
+    return {
+        "type": keys[0],
+        "talker": talker,
+        "time": _time(b, c[0] + 1, c[1]),
+        keys[1]: None,
+        "lat": pos[0] / 1000000 if pos else None,
+        "lon": pos[1] / 1000000 if pos else None,
+        "lat6": pos[0] if pos else None,
+        "lon6": pos[1] if pos else None,
+        keys[2]: None,
+        keys[3]: None,
+        keys[4]: None,
+    }
+
+
 def _rmc(talker, b, c, nf):
     status = _char(b, c[1] + 1, c[2])
     if status != 65 and status != 86:  # A, V
@@ -228,9 +256,12 @@ def _rmc(talker, b, c, nf):
     # mode indicator (NMEA 2.3+) N = data not valid
     valid = status == 65 and not (nf > 11 and _char(b, c[11] + 1, c[12]) == 78)
     pos = _position(b, c, 2)
+    d = _fix(_RMC, talker, b, c, pos if valid else None)
+    d["valid"] = valid
+    d["speed_kn"] = _ufloat(b, c[6] + 1, c[7])
+    d["course"] = _ufloat(b, c[7] + 1, c[8])
     i = c[8] + 1
     j = c[9]
-    date = None
     if j > i:
         if j - i != 6:
             raise ValueError
@@ -240,51 +271,27 @@ def _rmc(talker, b, c, nf):
         yy = dmy % 100
         if not (1 <= dd <= 31 and 1 <= mm <= 12):
             raise ValueError
-        date = (2000 + yy if yy < 80 else 1900 + yy, mm, dd)
-    if not valid:
-        pos = None
-    return {
-        "type": "RMC",
-        "talker": talker,
-        "time": _time(b, c[0] + 1, c[1]),
-        "valid": valid,
-        "lat": pos[0] / 1000000 if pos else None,
-        "lon": pos[1] / 1000000 if pos else None,
-        "lat6": pos[0] if pos else None,
-        "lon6": pos[1] if pos else None,
-        "speed_kn": _ufloat(b, c[6] + 1, c[7]),
-        "course": _ufloat(b, c[7] + 1, c[8]),
-        "date": date,
-    }
+        d["date"] = (2000 + yy if yy < 80 else 1900 + yy, mm, dd)
+    return d
 
 
 def _gga(talker, b, c):
     q = _uint(b, c[5] + 1, c[6]) or 0
     pos = _position(b, c, 1)
-    if not q:
-        pos = None
     i = c[8] + 1  # altitude: may be negative (below the geoid)
-    neg = i < c[9] and b[i] == 45
-    alt = _ufloat(b, i + 1 if neg else i, c[9])
-    if neg:
+    if i < c[9] and b[i] == 45:
+        alt = _ufloat(b, i + 1, c[9])
         if alt is None:
-            raise ValueError
+            raise ValueError  # '-' alone
         alt = -alt
-    # Degrees derived from the exact micro-degrees so the two always agree
-    # (1e-6 deg is 0.11 m, far below a receiver's error).
-    return {
-        "type": "GGA",
-        "talker": talker,
-        "time": _time(b, c[0] + 1, c[1]),
-        "quality": q,
-        "lat": pos[0] / 1000000 if pos else None,
-        "lon": pos[1] / 1000000 if pos else None,
-        "lat6": pos[0] if pos else None,
-        "lon6": pos[1] if pos else None,
-        "sats": _uint(b, c[6] + 1, c[7]),
-        "hdop": _ufloat(b, c[7] + 1, c[8]),
-        "alt": alt,
-    }
+    else:
+        alt = _ufloat(b, i, c[9])
+    d = _fix(_GGA, talker, b, c, pos if q else None)
+    d["quality"] = q
+    d["sats"] = _uint(b, c[6] + 1, c[7])
+    d["hdop"] = _ufloat(b, c[7] + 1, c[8])
+    d["alt"] = alt
+    return d
 
 
 def _days(y, m, d):
@@ -358,3 +365,45 @@ class LineReader:
                 self._skip = True
             i = stop + 1
         return out
+
+
+class FixTracker:
+    """What the boat and truck trackers keep of the receiver: satellites, the last valid
+    position and fix loss, from nmea.parse results; their common base.
+
+    lost_after_s: no valid fix for this long is a fix loss, reported once per loss.
+    """
+
+    def __init__(self, lost_after_s):
+        self.lost_after_s = lost_after_s
+        self.sats = None
+        self.lat6 = self.lon6 = None  # last valid position
+        self._last_ok = None  # time of the last valid fix
+        self._lost = False  # fix_lost already reported for the current loss
+
+    def _fix_ok(self, fix, now):
+        # True for an RMC with a valid position, which becomes the last position; a GGA
+        # gives the satellite count; fix None (a tick) or anything else changes nothing.
+        if fix is None:
+            return False
+        kind = fix.get("type")
+        if kind == "GGA":
+            self.sats = fix["sats"]
+        elif kind == "RMC" and fix["valid"] and fix["lat6"] is not None:
+            self._last_ok = now
+            self._lost = False
+            self.lat6 = fix["lat6"]
+            self.lon6 = fix["lon6"]
+            return True
+        return False
+
+    def _fix_lost(self, now):
+        # True once when the last valid fix has become lost_after_s old.
+        if self._lost or self._last_ok is None or now - self._last_ok < self.lost_after_s:
+            return False
+        self._lost = True
+        return True
+
+    def _fresh(self, now):
+        # A fix counts until it is lost_after_s old.
+        return self._last_ok is not None and now - self._last_ok < self.lost_after_s

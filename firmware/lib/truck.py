@@ -14,6 +14,7 @@
 
 import cbor
 from geofence import distance6_m
+from nmea import FixTracker
 from wire import BT, VB, VD, VS, N, T, U, V
 
 
@@ -23,7 +24,7 @@ def heading_diff(a, b):
     return 360 - d if d > 180 else d
 
 
-class TruckTracker:
+class TruckTracker(FixTracker):
     """Trips, stops, track points, odometer and fix loss for one truck.
 
     min_dist_m / max_interval_s: a track point every min_dist_m metres or
@@ -57,6 +58,7 @@ class TruckTracker:
         flush_s=300,
         odometer_m=0,
     ):
+        super().__init__(lost_after_s)
         self.min_dist_m = min_dist_m
         self.max_interval_s = max_interval_s
         self.heading_change_deg = heading_change_deg
@@ -68,17 +70,12 @@ class TruckTracker:
         self.start_s = start_s
         self.end_s = end_s
         self.jitter_m = jitter_m
-        self.lost_after_s = lost_after_s
         self.flush_s = flush_s
         self.odometer = int(odometer_m)  # whole metres: exact as a small int
         self._odo_frac = 0.0  # the fraction, kept apart so single floats do not swallow steps
         self._odo_at = None  # (lat6, lon6) the odometer last counted from
         self.in_trip = False
         self.ignition = None
-        self.sats = None
-        self.lat6 = self.lon6 = None  # last valid position
-        self._last_ok = None
-        self._lost = False
         self._moving_since = None  # motion start (trips without ignition)
         self._stop = None  # [lat6, lon6, t] where and when the current stop began
         self._pts = []  # the batch: [dt0, lat0, lon0, dt, dlat, dlon, ...]
@@ -88,25 +85,13 @@ class TruckTracker:
 
     def update(self, fix, now, ignition=None):
         out = []
-        ok = False
-        if fix is not None:
-            kind = fix.get("type")
-            if kind == "GGA":
-                self.sats = fix["sats"]
-            elif kind == "RMC" and fix["valid"] and fix["lat6"] is not None:
-                ok = True
+        ok = self._fix_ok(fix, now)
         speed = 0.0
         if ok:
-            self._last_ok = now
-            self._lost = False
-            self.lat6 = fix["lat6"]
-            self.lon6 = fix["lon6"]
             speed = fix["speed_kn"] or 0.0
             self._odometer(speed)
-        elif self._last_ok is not None and not self._lost:
-            if now - self._last_ok >= self.lost_after_s:
-                self._lost = True
-                out.append(self._pack(now, "fix_lost"))
+        elif self._fix_lost(now):
+            out.append(self._pack(now, "fix_lost"))
         self.ignition = ignition
 
         # Trips: the ignition edge when wired, else sustained motion / a long stop.
@@ -222,9 +207,6 @@ class TruckTracker:
         if self.ignition is not None:
             p.append({N: "ignition", VB: self.ignition, T: now - t0})
         return p
-
-    def _fresh(self, now):
-        return self._last_ok is not None and now - self._last_ok < self.lost_after_s
 
     def _pack(self, now, kind, lat6=None, lon6=None):
         p = [{BT: now, N: "event", VS: kind}]

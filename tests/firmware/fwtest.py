@@ -58,6 +58,15 @@ def raises(exc_type, fn, *args, **kwargs):
     )
 
 
+def lcg(seed):
+    """Deterministic pseudo-random ints 0..32767, the same on both runtimes (a linear
+    congruential generator; no random module needed)."""
+    x = seed
+    while True:
+        x = (x * 1103515245 + 12345) & 0x7FFFFFFF
+        yield x >> 16
+
+
 _tmp_count = [0]
 
 
@@ -83,3 +92,35 @@ def rmtree(d):
         else:
             os.remove(p)
     os.rmdir(d)
+
+
+class scratch:
+    """`with scratch() as d:` a fresh directory from tmpdir(), removed with all it holds
+    when the block ends, whether it passed or raised.
+
+    A class rather than contextlib.contextmanager, which MicroPython lacks.
+    """
+
+    def __init__(self, tag="fwt"):
+        self.tag = tag
+        self.path = None
+
+    def __enter__(self):
+        self.path = tmpdir(self.tag)
+        return self.path
+
+    def __exit__(self, exc_type, exc, tb):
+        rmtree(self.path)
+        return False  # an exception from the block goes on
+
+
+def read(path):
+    """The whole file as bytes."""
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def write(path, data):
+    """Create or replace a file with these bytes."""
+    with open(path, "wb") as f:
+        f.write(data)

@@ -7,6 +7,7 @@ import sys
 
 import nmea
 import wire
+from fwtest import lcg
 
 # The VM's heap is small and not compacting: the surviving fixes of a long run
 # sit between each step's garbage until no large block is left for a growing
@@ -23,14 +24,6 @@ def cs(body):
     for b in body.encode():
         c ^= b
     return "$%s*%02X" % (body, c)
-
-
-def lcg(seed):
-    """Deterministic pseudo-random ints 0..32767 (no random module needed)."""
-    x = seed
-    while True:
-        x = (x * 1103515245 + 12345) & 0x7FFFFFFF
-        yield x >> 16
 
 
 def _dm(v, width):

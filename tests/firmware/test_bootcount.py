@@ -5,39 +5,20 @@ from binascii import crc32
 
 import bootcount
 from bootcount import Seq, next_boot, peek, write_atomic
-from fwtest import rmtree
-from fwtest import tmpdir as _tmpdir
-
-
-def tmpdir():
-    return _tmpdir("fwt_boot")
-
-
-def read(path):
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def write(path, data):
-    with open(path, "wb") as f:
-        f.write(data)
+from fwtest import read, scratch, write
 
 
 def test_counts_up_from_one_and_persists():
-    d = tmpdir()
-    try:
+    with scratch() as d:
         p = d + "/boot"
         assert peek(p) == 0
         assert [next_boot(p) for _ in range(3)] == [1, 2, 3]
         assert peek(p) == 3
         assert sorted(os.listdir(d)) == ["boot", "boot.bak"]
-    finally:
-        rmtree(d)
 
 
 def test_a_torn_write_of_either_copy_never_lets_the_counter_go_back():
-    d = tmpdir()
-    try:
+    with scratch() as d:
         p = d + "/boot"
         for _ in range(41):
             next_boot(p)
@@ -49,13 +30,10 @@ def test_a_torn_write_of_either_copy_never_lets_the_counter_go_back():
                 write(d + "/" + name, good[:cut])
                 n = next_boot(p)
                 assert n == 42, (name, cut, n)
-    finally:
-        rmtree(d)
 
 
 def test_a_cut_between_backup_and_rename_skips_a_value_but_never_repeats():
-    d = tmpdir()
-    try:
+    with scratch() as d:
         p = d + "/boot"
         assert next_boot(p) == 1
         # next_boot wrote boot.bak = 2, then died while writing boot.tmp.
@@ -63,13 +41,10 @@ def test_a_cut_between_backup_and_rename_skips_a_value_but_never_repeats():
         write(p + ".tmp", b"2 0")
         assert next_boot(p) == 3
         assert "boot.tmp" not in os.listdir(d)
-    finally:
-        rmtree(d)
 
 
 def test_damaged_copies_are_ignored():
-    d = tmpdir()
-    try:
+    with scratch() as d:
         p = d + "/boot"
         for _ in range(5):
             next_boot(p)
@@ -79,34 +54,28 @@ def test_damaged_copies_are_ignored():
         assert next_boot(p) == 7  # from boot.bak
         write(p + ".bak", b"")
         assert next_boot(p) == 8  # from boot
-    finally:
-        rmtree(d)
 
 
 def test_write_atomic_replaces_whole_file():
-    d = tmpdir()
-    try:
+    with scratch() as d:
         p = d + "/f"
         write_atomic(p, b"one")
         write_atomic(p, b"two")
         assert read(p) == b"two"
         assert os.listdir(d) == ["f"]
-    finally:
-        rmtree(d)
 
 
 def test_replace_falls_back_when_rename_refuses_an_existing_target():
     # FAT refuses to rename onto an existing name; emulate it on this filesystem.
-    d = tmpdir()
     calls = []
+    with scratch() as d:
 
-    def fat_rename(a, b):
-        calls.append(b)
-        if b[len(d) + 1 :] in os.listdir(d):
-            raise OSError(17)
-        os.rename(a, b)
+        def fat_rename(a, b):
+            calls.append(b)
+            if b[len(d) + 1 :] in os.listdir(d):
+                raise OSError(17)
+            os.rename(a, b)
 
-    try:
         write(d + "/x", b"old")
         write(d + "/x.tmp", b"new")
         bootcount._rename = fat_rename
@@ -117,8 +86,6 @@ def test_replace_falls_back_when_rename_refuses_an_existing_target():
         assert calls == [d + "/x", d + "/x"]
         assert read(d + "/x") == b"new"
         assert os.listdir(d) == ["x"]
-    finally:
-        rmtree(d)
 
 
 def test_seq_restarts_at_one_per_boot():

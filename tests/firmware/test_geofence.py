@@ -4,6 +4,7 @@
 import math
 
 import geofence
+from fwtest import lcg
 from nmea import to_unix
 
 SQUARE = [(0, 0), (0, 10), (10, 10), (10, 0)]  # (lat, lon)
@@ -48,13 +49,6 @@ def test_concave_polygon_and_rays_through_vertices():
     assert not geofence.contains([], 0, 0)
 
 
-def _lcg(seed):
-    x = seed
-    while True:
-        x = (x * 1103515245 + 12345) & 0x7FFFFFFF
-        yield x >> 16
-
-
 def _on_segment(a, b, p):
     return (
         (b[1] - a[1]) * (p[0] - a[0]) == (p[1] - a[1]) * (b[0] - a[0])
@@ -82,7 +76,7 @@ def _winding(poly, lat, lon):
 
 
 def test_random_star_polygons_agree_with_a_winding_reference():
-    g = _lcg(11)
+    g = lcg(11)
     for _ in range(12):
         # a concave star of 5..12 integer vertices around (50, 50)
         n = 5 + next(g) % 8
@@ -134,7 +128,7 @@ def test_distance_known_values():
 
 
 def test_equirectangular_error_is_as_documented():
-    g = _lcg(5)
+    g = lcg(5)
     for lat in (10.03, -33.9, 59.0):
         for _ in range(50):
             # offsets up to about 10 km in both directions

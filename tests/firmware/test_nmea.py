@@ -4,9 +4,8 @@
 import math
 
 import nmea
-from fwtest import shared_path
+from fwtest import lcg, shared_path
 from gpssim import cs as _cs
-from gpssim import lcg as _lcg
 
 # Sentences per log (counted with grep: complete '$..RMC' etc. lines).
 # ublox-8 also has an RMC glued behind binary garbage (only the LineReader,
@@ -254,7 +253,7 @@ def test_non_ascii_and_control_bytes_give_none():
 
 
 def test_random_bytes_never_raise_and_never_parse():
-    g = _lcg(7)
+    g = lcg(7)
     for n in range(400):
         ln = next(g) % 100
         b = bytes(next(g) & 0xFF for _ in range(ln))
@@ -288,7 +287,7 @@ def test_linereader_drops_garbage_and_overlong_lines_in_bounded_ram():
     good = _find("mt3339.log", "$GPGGA,202640.000").encode() + b"\r\n"
     r = nmea.LineReader(maxlen=100)
     cap = len(r._buf)
-    g = _lcg(3)
+    g = lcg(3)
     # 20 kB of binary without a newline, then with '$' starts but no end
     assert r.feed(bytes(next(g) & 0xFF for _ in range(20000)).replace(b"\n", b"")) == []
     assert len(r._buf) == cap

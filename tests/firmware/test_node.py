@@ -12,18 +12,13 @@ import config
 import gpssim
 import node as nodemod
 import wire
-from fwtest import data_path, rmtree
-from fwtest import tmpdir as _tmpdir
+from fwtest import data_path, rmtree, scratch, tmpdir
 
 DEV = "wl-0007"
 UP = "nodes/wl-0007/up"
 DOWN = "nodes/wl-0007/down"
 STATUS = "nodes/wl-0007/status"
 EPOCH = 1767225600  # 2026-01-01, a valid wall clock
-
-
-def tmpdir():
-    return _tmpdir("fwt_node")
 
 
 def on_flash(outbox_dir):
@@ -713,35 +708,34 @@ def test_boat_gps_role_sends_its_geofence_alarm_first():
         raw = json.load(f)
     cfg = config.parse(raw, {"mqtt_pass": "pw"})
     secrets = cfg.pop("secrets")
-    root = tmpdir()
-    broker = FakeBroker("boat-0112")
-    board = FakeBoard(broker)
-    board.gps = FakeUart()
-    n = nodemod.Node(cfg, secrets, board, root, ms_per_s=1, backoff_base_ms=100,
-                     backoff_cap_ms=500, log=[].append)
-    n.start()
-    broker.up = False
-    board.gps.rx.extend(b"$GPGSV,noise\r\n" + rmc_line("1003.300", "10545.900"))  # in hau-07
-    for _ in range(20):
-        n.step()
-    board.gps.rx.extend(rmc_line("1012.000", "10530.000"))  # outside every zone
-    for _ in range(5):
-        n.step()
-    assert broker.published == [] and n.seq.last >= 3
-    broker.up = True
-    broker.auto_ack = True
-    for _ in range(100):
-        n.step()
-    assert n.outbox.depth() == 0
-    packs = [cbor.loads(p)[5] for t, p, _r, _d in broker.published if t == broker.t_up]
-    events = [gpssim.val(p, "event", wire.VS) for p in packs]
-    assert events[0] == "zone_exit"  # the alarm overtook the older readings
-    assert "zone_enter" in events[1:]
-    assert gpssim.val(packs[0], "zone", wire.VS) == ""
-    assert abs(gpssim.val(packs[0], "lat") - 10.2) < 1e-6
-    seqs = [s for _b, s in broker.first_seqs()]
-    assert sorted(seqs) == list(range(1, n.seq.last + 1)) and seqs[1:] == sorted(seqs[1:])
-    rmtree(root)
+    with scratch() as root:
+        broker = FakeBroker("boat-0112")
+        board = FakeBoard(broker)
+        board.gps = FakeUart()
+        n = nodemod.Node(cfg, secrets, board, root, ms_per_s=1, backoff_base_ms=100,
+                         backoff_cap_ms=500, log=[].append)
+        n.start()
+        broker.up = False
+        board.gps.rx.extend(b"$GPGSV,noise\r\n" + rmc_line("1003.300", "10545.900"))  # in hau-07
+        for _ in range(20):
+            n.step()
+        board.gps.rx.extend(rmc_line("1012.000", "10530.000"))  # outside every zone
+        for _ in range(5):
+            n.step()
+        assert broker.published == [] and n.seq.last >= 3
+        broker.up = True
+        broker.auto_ack = True
+        for _ in range(100):
+            n.step()
+        assert n.outbox.depth() == 0
+        packs = [cbor.loads(p)[5] for t, p, _r, _d in broker.published if t == broker.t_up]
+        events = [gpssim.val(p, "event", wire.VS) for p in packs]
+        assert events[0] == "zone_exit"  # the alarm overtook the older readings
+        assert "zone_enter" in events[1:]
+        assert gpssim.val(packs[0], "zone", wire.VS) == ""
+        assert abs(gpssim.val(packs[0], "lat") - 10.2) < 1e-6
+        seqs = [s for _b, s in broker.first_seqs()]
+        assert sorted(seqs) == list(range(1, n.seq.last + 1)) and seqs[1:] == sorted(seqs[1:])
 
 
 def write_files(root, cfg, secrets):
@@ -757,50 +751,48 @@ def example():
 
 
 def test_invalid_config_prints_one_line_and_idles():
-    root = tmpdir()
-    cfg = example()
-    cfg["water_level"]["alert_m"] = "x"
-    write_files(root, cfg, {"wifi_pass": "12345678"})
-    logs = []
-    boards = []
-    idles = []
-    got = nodemod.main(root, make_board=boards.append, log=logs.append,
-                       idle=lambda: idles.append(1))
-    assert got is None and boards == [] and idles == [1]
-    assert logs == ["config error: water_level.alert_m: must be a number, got 'x'"]
-    assert "data" not in os.listdir(root)  # nothing started: no boot counted
-    # a bad secret is named, its value never printed
-    write_files(root, example(), {"wifi_pass": "hunter2"})
-    logs = []
-    nodemod.main(root, make_board=boards.append, log=logs.append, idle=lambda: None)
-    assert len(logs) == 1 and logs[0].startswith("config error: secrets: wifi_pass:")
-    assert "hunter2" not in logs[0]
-    # a missing file
-    os.remove(root + "/config.json")
-    logs = []
-    nodemod.main(root, make_board=boards.append, log=logs.append, idle=lambda: None)
-    assert len(logs) == 1 and logs[0].startswith("config error: ") and "config.json" in logs[0]
-    rmtree(root)
+    with scratch() as root:
+        cfg = example()
+        cfg["water_level"]["alert_m"] = "x"
+        write_files(root, cfg, {"wifi_pass": "12345678"})
+        logs = []
+        boards = []
+        idles = []
+        got = nodemod.main(root, make_board=boards.append, log=logs.append,
+                           idle=lambda: idles.append(1))
+        assert got is None and boards == [] and idles == [1]
+        assert logs == ["config error: water_level.alert_m: must be a number, got 'x'"]
+        assert "data" not in os.listdir(root)  # nothing started: no boot counted
+        # a bad secret is named, its value never printed
+        write_files(root, example(), {"wifi_pass": "hunter2"})
+        logs = []
+        nodemod.main(root, make_board=boards.append, log=logs.append, idle=lambda: None)
+        assert len(logs) == 1 and logs[0].startswith("config error: secrets: wifi_pass:")
+        assert "hunter2" not in logs[0]
+        # a missing file
+        os.remove(root + "/config.json")
+        logs = []
+        nodemod.main(root, make_board=boards.append, log=logs.append, idle=lambda: None)
+        assert len(logs) == 1 and logs[0].startswith("config error: ") and "config.json" in logs[0]
 
 
 def test_main_runs_the_node_with_a_valid_config_and_tune_file():
-    root = tmpdir()
-    cfg = example()
-    cfg["water_level"]["deep_sleep"] = True
-    write_files(root, cfg, {"wifi_pass": "12345678", "mqtt_pass": "pw"})
-    with open(root + "/tune.json", "w") as f:
-        f.write(json.dumps({"ms_per_s": 2, "awake_ms": 500, "bogus": 1}))
-    broker = FakeBroker()
-    broker.auto_ack = True
-    made = []
+    with scratch() as root:
+        cfg = example()
+        cfg["water_level"]["deep_sleep"] = True
+        write_files(root, cfg, {"wifi_pass": "12345678", "mqtt_pass": "pw"})
+        with open(root + "/tune.json", "w") as f:
+            f.write(json.dumps({"ms_per_s": 2, "awake_ms": 500, "bogus": 1}))
+        broker = FakeBroker()
+        broker.auto_ack = True
+        made = []
 
-    def make(c):
-        made.append(FakeBoard(broker))
-        return made[0]
+        def make(c):
+            made.append(FakeBoard(broker))
+            return made[0]
 
-    logs = []
-    n = nodemod.main(root, make_board=make, log=logs.append, idle=None)
-    assert n.ms_per_s == 2 and n.awake_ms == 500 and "secrets" not in n.cfg
-    assert broker.first_seqs() == [(1, 1)] and made[0].slept and made[0].slept[0] <= 1800
-    assert not [ln for ln in logs if "pw" in ln.split() or "12345678" in ln]
-    rmtree(root)
+        logs = []
+        n = nodemod.main(root, make_board=make, log=logs.append, idle=None)
+        assert n.ms_per_s == 2 and n.awake_ms == 500 and "secrets" not in n.cfg
+        assert broker.first_seqs() == [(1, 1)] and made[0].slept and made[0].slept[0] <= 1800
+        assert not [ln for ln in logs if "pw" in ln.split() or "12345678" in ln]

@@ -6,27 +6,12 @@ import struct
 import time
 from binascii import crc32
 
-from fwtest import raises, rmtree
-from fwtest import tmpdir as _tmpdir
+from fwtest import raises, read, scratch, write
 from outbox import Outbox
-
-
-def tmpdir():
-    return _tmpdir("fwt_outbox")
 
 
 def segs(d):
     return sorted(nm for nm in os.listdir(d) if nm.endswith(".seg"))
-
-
-def read(path):
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def write(path, data):
-    with open(path, "wb") as f:
-        f.write(data)
 
 
 def record(boot, seq, payload, alarm=False):
@@ -40,8 +25,7 @@ def keys(recs):
 
 
 def test_records_round_trip_with_exact_bytes_on_flash():
-    d = tmpdir()
-    try:
+    with scratch() as d:
         ob = Outbox(d, 4096, batch=8)
         ob.append(1, 1, b"first")
         ob.append(1, 2, b"", alarm=True)
@@ -59,13 +43,10 @@ def test_records_round_trip_with_exact_bytes_on_flash():
             (2, 1, b"\x00\xff\xd5binary", False),
         ]
         assert again.depth() == 3
-    finally:
-        rmtree(d)
 
 
 def test_appends_stay_in_ram_until_batch_or_flush():
-    d = tmpdir()
-    try:
+    with scratch() as d:
         ob = Outbox(d, 4096, batch=3)
         ob.append(1, 1, b"a")
         ob.append(1, 2, b"b")
@@ -77,13 +58,10 @@ def test_appends_stay_in_ram_until_batch_or_flush():
         ob.append(1, 4, b"d")
         ob.flush()
         assert keys(Outbox(d, 4096).pending(10)) == [(1, 1), (1, 2), (1, 3), (1, 4)]
-    finally:
-        rmtree(d)
 
 
 def test_a_failed_flush_keeps_the_records_for_the_next_one():
-    d = tmpdir()
-    try:
+    with scratch() as d:
         ob = Outbox(d, 4096, batch=8)
         ob.append(1, 1, b"a")
         ob.append(1, 2, b"b")
@@ -93,13 +71,10 @@ def test_a_failed_flush_keeps_the_records_for_the_next_one():
         os.mkdir(d)
         ob.flush()
         assert keys(Outbox(d, 4096).pending(10)) == [(1, 1), (1, 2)]
-    finally:
-        rmtree(d)
 
 
 def test_flush_due_writes_old_buffered_records():
-    d = tmpdir()
-    try:
+    with scratch() as d:
         ob = Outbox(d, 4096, batch=100, max_age_ms=20)
         ob.append(1, 1, b"a")
         ob.flush_due()
@@ -107,13 +82,10 @@ def test_flush_due_writes_old_buffered_records():
         time.sleep(0.05)
         ob.flush_due()
         assert Outbox(d, 4096).depth() == 1
-    finally:
-        rmtree(d)
 
 
 def test_pending_puts_alarms_first_and_honours_limit_and_skip():
-    d = tmpdir()
-    try:
+    with scratch() as d:
         ob = Outbox(d, 8192, batch=1, seg_bytes=40)  # several segments
         for s in range(1, 13):
             ob.append(3, s, b"r%d" % s, alarm=(s % 5 == 0))
@@ -123,13 +95,10 @@ def test_pending_puts_alarms_first_and_honours_limit_and_skip():
         assert keys(ob.pending(3)) == [(3, 5), (3, 10), (3, 1)]
         assert keys(ob.pending(3, skip={(3, 5), (3, 1)})) == [(3, 10), (3, 2), (3, 3)]
         assert len(segs(d)) > 2
-    finally:
-        rmtree(d)
 
 
 def test_ack_removes_only_records_of_that_boot_up_to_seq():
-    d = tmpdir()
-    try:
+    with scratch() as d:
         ob = Outbox(d, 8192)
         for boot in (1, 2):
             for s in range(1, 6):
@@ -145,13 +114,10 @@ def test_ack_removes_only_records_of_that_boot_up_to_seq():
         assert again.depth() == 2
         again.append(1, 6, b"late record of boot 1")  # not covered by the earlier ack
         assert keys(again.pending(20)) == [(2, 4), (2, 5), (1, 6)]
-    finally:
-        rmtree(d)
 
 
 def test_acked_segments_are_deleted_whole_and_stay_deleted():
-    d = tmpdir()
-    try:
+    with scratch() as d:
         ob = Outbox(d, 8192, seg_bytes=64)
         for s in range(1, 11):
             ob.append(1, s, b"payload-%02d" % s)
@@ -167,13 +133,10 @@ def test_acked_segments_are_deleted_whole_and_stay_deleted():
         assert ob.depth() == 0
         assert len(segs(d)) <= 1  # at most the segment still being appended to
         assert Outbox(d, 8192, seg_bytes=64).pending(20) == []
-    finally:
-        rmtree(d)
 
 
 def test_partial_ack_inside_a_segment_survives_reopen():
-    d = tmpdir()
-    try:
+    with scratch() as d:
         ob = Outbox(d, 8192)
         for s in range(1, 9):
             ob.append(4, s, b"x" * 10)
@@ -182,13 +145,10 @@ def test_partial_ack_inside_a_segment_survives_reopen():
         again = Outbox(d, 8192)
         assert keys(again.pending(20)) == [(4, 6), (4, 7), (4, 8)]  # ...but never come back
         assert again.low(4) == 6
-    finally:
-        rmtree(d)
 
 
 def test_torn_tail_at_every_byte_is_dropped_and_earlier_records_kept():
-    d = tmpdir()
-    try:
+    with scratch() as d:
         ob = Outbox(d, 4096)
         ob.append(1, 1, b"first")
         ob.append(1, 2, b"second", alarm=True)
@@ -206,13 +166,10 @@ def test_torn_tail_at_every_byte_is_dropped_and_earlier_records_kept():
             ob.append(1, 3, b"third \x00\xff")
             ob.flush()
             assert read(path) == full, cut  # appends continue right after the good records
-    finally:
-        rmtree(d)
 
 
 def test_torn_batch_keeps_the_complete_records_written_before_the_cut():
-    d = tmpdir()
-    try:
+    with scratch() as d:
         ob = Outbox(d, 4096, batch=4)
         for s in range(1, 5):
             ob.append(1, s, b"batched %d" % s)  # one write of four records
@@ -221,13 +178,10 @@ def test_torn_batch_keeps_the_complete_records_written_before_the_cut():
         one = len(record(1, 1, b"batched 1"))
         write(path, full[: 2 * one + 3])
         assert keys(Outbox(d, 4096).pending(10)) == [(1, 1), (1, 2)]
-    finally:
-        rmtree(d)
 
 
 def test_damaged_record_in_the_middle_is_skipped_at_every_byte():
-    d = tmpdir()
-    try:
+    with scratch() as d:
         ob = Outbox(d, 4096)
         ob.append(1, 1, b"first")
         ob.append(1, 2, b"second")
@@ -250,13 +204,10 @@ def test_damaged_record_in_the_middle_is_skipped_at_every_byte():
             assert ob.corrupt == 1, i
             assert read(path) == record(1, 1, b"first") + record(1, 3, b"third"), i
             assert Outbox(d, 4096).corrupt == 1  # counted once, persisted
-    finally:
-        rmtree(d)
 
 
 def test_damage_in_the_last_record_is_a_torn_tail():
-    d = tmpdir()
-    try:
+    with scratch() as d:
         ob = Outbox(d, 4096)
         ob.append(1, 1, b"first")
         ob.append(1, 2, b"second")
@@ -268,13 +219,10 @@ def test_damage_in_the_last_record_is_a_torn_tail():
         ob = Outbox(d, 4096)
         assert keys(ob.pending(10)) == [(1, 1)]
         assert ob.corrupt == 0
-    finally:
-        rmtree(d)
 
 
 def test_leftover_tmp_files_after_a_cut_rewrite():
-    d = tmpdir()
-    try:
+    with scratch() as d:
         ob = Outbox(d, 4096)
         ob.append(1, 1, b"kept")
         ob.append(1, 2, b"acked")
@@ -291,26 +239,20 @@ def test_leftover_tmp_files_after_a_cut_rewrite():
         ob = Outbox(d, 4096)
         assert keys(ob.pending(10)) == [(1, 2)]
         assert sorted(os.listdir(d)) == ["00000001.seg", "state"]
-    finally:
-        rmtree(d)
 
 
 def test_unreadable_state_brings_acked_records_back_never_loses_them():
-    d = tmpdir()
-    try:
+    with scratch() as d:
         ob = Outbox(d, 4096)
         for s in (1, 2, 3):
             ob.append(1, s, b"x")
         ob.ack(1, 2)
         write(d + "/state", b"not json")
         assert keys(Outbox(d, 4096).pending(10)) == [(1, 1), (1, 2), (1, 3)]
-    finally:
-        rmtree(d)
 
 
 def test_full_outbox_drops_oldest_non_alarms_and_keeps_every_alarm():
-    d = tmpdir()
-    try:
+    with scratch() as d:
         ob = Outbox(d, 1200, batch=4, seg_bytes=300)
         alarms = []
         for s in range(1, 121):
@@ -330,13 +272,10 @@ def test_full_outbox_drops_oldest_non_alarms_and_keeps_every_alarm():
         assert again.pending(200) == got
         assert again.low(5) == alarms[0]
         assert len(segs(d)) <= 6  # evictions merge alarm remnants instead of leaving a trail
-    finally:
-        rmtree(d)
 
 
 def test_full_of_alarms_drops_the_oldest_alarms_and_counts_them():
-    d = tmpdir()
-    try:
+    with scratch() as d:
         ob = Outbox(d, 600, batch=1, seg_bytes=200)
         for s in range(1, 61):
             ob.append(2, s, b"alarm %02d" % s, alarm=True)
@@ -345,13 +284,10 @@ def test_full_of_alarms_drops_the_oldest_alarms_and_counts_them():
         assert seqs == list(range(seqs[0], 61))
         assert ob.dropped == ob.dropped_alarms == seqs[0] - 1
         assert Outbox(d, 600, seg_bytes=200).dropped_alarms == seqs[0] - 1
-    finally:
-        rmtree(d)
 
 
 def test_acked_space_is_reclaimed_before_anything_is_dropped():
-    d = tmpdir()
-    try:
+    with scratch() as d:
         ob = Outbox(d, 1000, batch=1, seg_bytes=500)
         s = 0
         for _ in range(200):
@@ -361,13 +297,10 @@ def test_acked_space_is_reclaimed_before_anything_is_dropped():
             assert ob.bytes_used() <= 1000
         assert ob.dropped == 0
         assert keys(ob.pending(10)) == [(1, 199), (1, 200)]
-    finally:
-        rmtree(d)
 
 
 def test_rejects_records_that_cannot_be_stored():
-    d = tmpdir()
-    try:
+    with scratch() as d:
         ob = Outbox(d, 1000, seg_bytes=200)
         raises(ValueError, ob.append, 1, 1, b"x" * 185)
         raises(ValueError, ob.append, 0, 1, b"x")
@@ -376,34 +309,26 @@ def test_rejects_records_that_cannot_be_stored():
         ob.append(1, 1, b"x" * 184)  # exactly one segment
         assert ob.depth() == 1
         raises(ValueError, Outbox, d, 100, 8, 200)
-    finally:
-        rmtree(d)
 
 
 def test_directory_is_created_with_parents():
-    d = tmpdir()
-    try:
+    with scratch() as d:
         ob = Outbox(d + "/a/b", 1000)
         ob.append(1, 1, b"x")
         ob.flush()
         assert keys(Outbox(d + "/a/b", 1000).pending(1)) == [(1, 1)]
-    finally:
-        rmtree(d + "/a/b")
-        os.rmdir(d + "/a")
-        rmtree(d)
 
 
 def test_matches_a_simple_model_through_appends_acks_and_reboots():
     # Deterministic pseudo-random operations (an LCG: the same on both runtimes),
     # checked after each step against a dict of the records that must be pending.
-    d = tmpdir()
     x = [12345]
 
     def rnd(n):
         x[0] = (x[0] * 1103515245 + 12345) & 0x7FFFFFFF
         return (x[0] >> 8) % n
 
-    try:
+    with scratch() as d:
         ob = Outbox(d, 1 << 20, batch=3, seg_bytes=120)
         model = {}
         boot, seq = 1, 0
@@ -437,5 +362,3 @@ def test_matches_a_simple_model_through_appends_acks_and_reboots():
                 held = [s for (bb, s) in model if bb == b]
                 assert ob.low(b) == (min(held) if held else 0), step
         assert ob.dropped == 0 and ob.corrupt == 0
-    finally:
-        rmtree(d)

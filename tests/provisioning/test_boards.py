@@ -141,7 +141,6 @@ def test_base_fixture_is_valid():
     assert boards.get("boat").image.sha256.startswith("ab")  # hashes are kept lowercase
 
 
-# (old, new, after, board, field, message): the error points at the edited line.
 # (board, old, new, "field: message"): `old` is the first match after the board's name;
 # the error must point at the line of the edit.
 # fmt: off
