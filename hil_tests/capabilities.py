@@ -3,7 +3,8 @@
 Capabilities come from the board kind in boards.yaml (its role, link, sensor
 names and what they provide: level, battery, position, ignition) and from the
 harness (power and Wi-Fi control exist on virtual boards, and on hardware when
-a command to do them was given). A test that needs one a slot lacks is
+a command to do them was given; a virtual board of a cellular kind can also
+take its simulated modem's network away). A test that needs one a slot lacks is
 skipped with the reason, so one suite runs on every bench.
 """
 
@@ -15,11 +16,14 @@ from .slots import BoardSlot
 
 POWER = "power_control"
 WIFI = "wifi_control"
+CELL = "cell_control"
 
 # Why a capability is missing, and what would provide it.
 HINTS = {
     POWER: "no way to cut its power: pass --power-cmd 'CMD {port}' (a USB hub or relay switch)",
     WIFI: "no way to take its Wi-Fi down: pass --wifi-cmd 'CMD {state}' (switches the AP)",
+    CELL: "no way to take its cellular network away (only virtual boards of a cellular kind "
+          "have one: their simulated modem's network)",
     "console_log": "only virtual boards keep a log of what they printed while nobody listened",
 }
 
@@ -41,8 +45,11 @@ def capabilities(slot: BoardSlot, power_cmd: str | None = None,
             caps.add("deep_sleep")
     if slot.virtual:
         caps |= {POWER, WIFI, "console_log", "virtual"}
-        if kind is not None:
-            caps.add("link_wifi")  # a virtual board has no modem: every kind uses Wi-Fi
+        if kind is not None and kind.link == "cell" and kind.modem is not None \
+                and kind.modem.uart is not None:
+            caps.add(CELL)  # a simulated SIM7600 on the modem UART (hil_tests/vboard/modem.py)
+        elif kind is not None:
+            caps.add("link_wifi")  # no modem to simulate: the node is deployed on Wi-Fi
     else:
         if power_cmd:
             caps.add(POWER)

@@ -25,6 +25,12 @@ from .node_config import (
 from .node_watch import NodeWatch
 from .serial_board import SerialBoard
 from .target import Target
+from .vboard.modem import wiring
+
+VIRTUAL_APN = "hil.apn"  # the only APN a virtual board's simulated network accepts
+# A real SIM7600 takes 10-15 s to boot and seconds to register; the HIL suite
+# keeps the order of events and shortens the waits.
+VIRTUAL_MODEM = {"boot_ms": 1000, "reg_after_ms": 1000, "csq": 20, "reg": 1}
 
 
 class NotDeployable(Exception):
@@ -60,6 +66,8 @@ def link_for(target: Target, kind: BoardKind) -> tuple[dict[str, Any], dict[str,
     """(config link, secrets) for the bench; NotDeployable when something is missing."""
     s = target.settings
     if target.slot.virtual:
+        if kind.link == "cell" and modem_world(kind) is not None:
+            return {"type": "cell", "apn": VIRTUAL_APN}, {}
         return {"type": "wifi", "ssid": VIRTUAL_SSID}, {"wifi_pass": VIRTUAL_WIFI_PASS}
     if kind.link == "wifi":
         if not s.wifi_ssid:
@@ -70,6 +78,13 @@ def link_for(target: Target, kind: BoardKind) -> tuple[dict[str, Any], dict[str,
     if not s.apn:
         raise NotDeployable(f"{kind.name} uses a cellular modem: pass --apn APN")
     return {"type": "cell", "apn": s.apn}, {}
+
+
+def modem_world(kind: BoardKind) -> dict[str, Any] | None:
+    """World `cell` values wiring a simulated SIM7600 as the kind's modem (None: it has none
+    on a UART): its UART id and the GPIOs of PWRKEY and STATUS, from boards.yaml."""
+    wired = wiring(kind)
+    return None if wired is None else {**wired, "apn": VIRTUAL_APN, **VIRTUAL_MODEM}
 
 
 def deploy_node(target: Target, kind: BoardKind, broker: Broker, watch_host: str,
@@ -86,6 +101,8 @@ def deploy_node(target: Target, kind: BoardKind, broker: Broker, watch_host: str
     deployment = deploy(board, cfg, secrets, HIL_TUNE)
     watch = NodeWatch(watch_host, watch_port, device, kind.role,
                       prefix=deployment.prefix).start()
+    if target.vboard is not None and target.vboard.control and link["type"] == "cell":
+        target.vboard.control.set_world({"cell": modem_world(kind)})  # powers the modem on
     target.start_world()
     node = DeployedNode(target, kind, deployment, watch)
     node.start()

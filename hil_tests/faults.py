@@ -1,9 +1,10 @@
-"""Fault injection: cutting a board's power and its Wi-Fi.
+"""Fault injection: cutting a board's power, its Wi-Fi and its cellular network.
 
 Virtual boards do both through their control socket. Real boards need a way
 the bench provides: a command (a switchable USB hub: `uhubctl -a cycle -l 1-1
 -p {port_number}`, a relay board's script) given as --power-cmd / --wifi-cmd;
-without one the fault fixtures skip the test with the reason.
+without one the fault fixtures skip the test with the reason. The cellular
+network can be taken away only from a virtual board's simulated modem.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ class WifiSwitch(Protocol):
         """Make the board's access point reachable or not."""
 
 
+class CellSwitch(Protocol):
+    def set(self, up: bool) -> None:
+        """Make the cellular network reachable for the board's modem or not."""
+
+
 class VirtualPowerSwitch:
     reopens = False  # the relay keeps the pty: a USB-UART bridge powered from the host
 
@@ -49,6 +55,15 @@ class VirtualWifiSwitch:
     def set(self, up: bool) -> None:
         assert self.vb.control is not None
         self.vb.control.wifi(up)
+
+
+class VirtualCellSwitch:
+    def __init__(self, vb: VirtualBoard) -> None:
+        self.vb = vb
+
+    def set(self, up: bool) -> None:
+        assert self.vb.control is not None
+        self.vb.control.cell(up)
 
 
 def run_command(template: str, what: str, timeout: float = 60.0, **fields: str) -> None:
@@ -119,6 +134,23 @@ class Wifi:
     """The `wifi` fixture: take the board's access point away and bring it back."""
 
     def __init__(self, switch: WifiSwitch) -> None:
+        self.switch = switch
+        self.is_up = True
+
+    def down(self) -> None:
+        self.switch.set(False)
+        self.is_up = False
+
+    def up(self) -> None:
+        self.switch.set(True)
+        self.is_up = True
+
+
+class Cell:
+    """The `cell` fixture: take the board's cellular network away and bring it back
+    (a call in data mode ends with NO CARRIER; registration drops to searching)."""
+
+    def __init__(self, switch: CellSwitch) -> None:
         self.switch = switch
         self.is_up = True
 

@@ -3,32 +3,28 @@
 `world_for(kind)` turns the sensor settings into vboard world values: a
 battery divider's volts become millivolts on its ADC pin, an ignition input
 a pin level, an ultrasonic distance an echo pulse width on the echo pin.
-A GPS sensor is a stream rather than a value, so `GpsFeeder` feeds NMEA
-(RMC + GGA, 1 Hz, the NEO-M8N's default) into its UART while a test runs.
+A GPS sensor is a stream rather than a value: `kind_scenario` adds it as a
+scenario key and `GpsFeeder` plays it (RMC + GGA, 1 Hz, the NEO-M8N's
+default) on a running board through the scenario engine (vboard/scenario.py).
+The conversions themselves live in vboard/sensors.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-import threading
-import time
 from typing import Any
 
 from provisioning.boards import BoardKind, Sensor
 
 from .vboard import VBoardControl
 from .vboard.errors import VBoardError
+from .vboard.sensors import echo_us, loop_mv, nmea_fix
 
-SOUND_MPS_20C = 331.3 + 0.606 * 20  # the firmware's sr04t model at 20 degC
+__all__ = ["GpsFeeder", "battery_volts", "echo_us", "gps_sensor", "kind_scenario", "loop_mv",
+           "nmea_fix", "world_for"]
+
 ADC_FULL_SCALE_MV = 2450  # ESP32 ADC at 11 dB attenuation
-EARTH_M_PER_DEG = 111_320.0
-KN_PER_MPS = 1.943844
-
-
-def echo_us(distance_m: float) -> int:
-    """Round-trip echo time of an ultrasonic ping at 20 degC."""
-    return round(2 * distance_m / SOUND_MPS_20C * 1e6)
+FEEDER = "gps-feeder"  # the name GpsFeeder's scenario runs under
 
 
 def _gpio(kind: BoardKind, sensor: Sensor, role: str) -> int:
@@ -74,51 +70,32 @@ def gps_sensor(kind: BoardKind) -> tuple[Sensor, dict[str, Any]] | None:
     return None
 
 
-def _nmea(body: str) -> bytes:
-    cs = 0
-    for ch in body.encode():
-        cs ^= ch
-    return f"${body}*{cs:02X}\r\n".encode()
-
-
-def _ddmm(value: float, lat: bool) -> str:
-    hemi = ("N" if value >= 0 else "S") if lat else ("E" if value >= 0 else "W")
-    v = abs(value)
-    deg = int(v)
-    minutes = (v - deg) * 60
-    return f"{deg:02d}{minutes:08.5f},{hemi}" if lat else f"{deg:03d}{minutes:08.5f},{hemi}"
-
-
-def nmea_fix(lat: float, lon: float, speed_mps: float, course: float, when: float,
-             sats: int = 9) -> bytes:
-    """One second of a NEO-M8N's output: RMC then GGA, GN talker, a 3D fix."""
-    t = time.gmtime(when)
-    hms = f"{t.tm_hour:02d}{t.tm_min:02d}{t.tm_sec:02d}.00"
-    dmy = f"{t.tm_mday:02d}{t.tm_mon:02d}{t.tm_year % 100:02d}"
-    pos = f"{_ddmm(lat, True)},{_ddmm(lon, False)}"
-    rmc = _nmea(f"GNRMC,{hms},A,{pos},{speed_mps * KN_PER_MPS:.3f},{course:.2f},{dmy},,,A")
-    gga = _nmea(f"GNGGA,{hms},{pos},1,{sats:02d},0.9,4.0,M,-2.0,M,,")
-    return rmc + gga
+def kind_scenario(kind: BoardKind) -> dict[str, Any]:
+    """The kind's `virtual` section as a scenario: world_for's values, and the GPS (when
+    it has one) leaving its lat/lon heading east at its speed_mps, RMC + GGA at 1 Hz."""
+    sc: dict[str, Any] = {k: v for k, v in world_for(kind).items() if v}
+    found = gps_sensor(kind)
+    if found is not None:
+        _, s = found
+        sc["gps"] = {"drive": {"from": [float(s["lat"]), float(s["lon"])], "course": 90.0,
+                               "speed_mps": float(s.get("speed_mps", 0.0))}}
+    return sc
 
 
 class GpsFeeder:
-    """Feeds a virtual board's GPS UART once a second from a thread, moving at speed_mps.
+    """The kind's GPS stream on a running virtual board: the relay's scenario engine
+    plays it (vboard/scenario.py), so fixes arrive at 9600 baud's pace, 1 Hz.
 
-    The track starts at the kind's lat/lon and heads east (course 90), so a
-    moving truck's longitude grows by speed / (111 km * cos(lat)) per second.
+    The track starts at lat/lon and heads east (course 90), so a moving truck's
+    longitude grows by speed / (111 km * cos(lat)) per second. A test that loads
+    a scenario of its own replaces this stream.
     """
 
     def __init__(self, control: VBoardControl, uart: int, lat: float, lon: float,
-                 speed_mps: float = 0.0, course: float = 90.0, period_s: float = 1.0) -> None:
+                 speed_mps: float = 0.0, course: float = 90.0) -> None:
         self.control = control
-        self.uart = uart
-        self.lat0, self.lon0 = lat, lon
-        self.speed = speed_mps
-        self.course = course
-        self.period = period_s
-        self.t0 = time.time()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="gps-feeder", daemon=True)
+        self.scenario = {"gps": {"uart": uart, "drive": {
+            "from": [lat, lon], "course": course, "speed_mps": speed_mps}}}
 
     @classmethod
     def for_kind(cls, kind: BoardKind, control: VBoardControl) -> GpsFeeder | None:
@@ -130,27 +107,15 @@ class GpsFeeder:
         return cls(control, sensor.uart.id, float(s["lat"]), float(s["lon"]),
                    float(s.get("speed_mps", 0.0)))
 
-    def position(self, when: float) -> tuple[float, float]:
-        dist = self.speed * max(0.0, when - self.t0)
-        rad = math.radians(self.course)
-        lat = self.lat0 + dist * math.cos(rad) / EARTH_M_PER_DEG
-        lon = self.lon0 + dist * math.sin(rad) / (EARTH_M_PER_DEG * math.cos(math.radians(lat)))
-        return lat, lon
-
     def start(self) -> GpsFeeder:
-        self._thread.start()
+        """Play the stream, unless a test already runs a scenario of its own there."""
+        running = self.control.state().get("scenario")
+        if running is None or running.get("name") == FEEDER:
+            self.control.load_scenario(self.scenario, name=FEEDER)
         return self
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            now = time.time()
-            lat, lon = self.position(now)
-            with contextlib.suppress(VBoardError, OSError):  # the board may be unplugging
-                self.control.feed_uart(self.uart, nmea_fix(lat, lon, self.speed, self.course,
-                                                           now))
-            self._stop.wait(self.period)
-
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
+        with contextlib.suppress(VBoardError, OSError):  # the board may be unplugged already
+            running = self.control.state().get("scenario")
+            if running is not None and running.get("name") == FEEDER:
+                self.control.stop_scenario()

@@ -23,11 +23,19 @@ from provisioning.errors import ProvisioningError
 
 from .binding import BindOptions, resolve, split
 from .board import Board
-from .capabilities import HINTS, POWER, WIFI, capabilities, missing_reason, role_reason
+from .capabilities import (
+    CELL,
+    HINTS,
+    POWER,
+    WIFI,
+    capabilities,
+    missing_reason,
+    role_reason,
+)
 from .deploy import runtime_present
 from .deployed import DeployedNode, NotDeployable, deploy_node
 from .errors import BoardExecError, HILError
-from .faults import Power, Wifi
+from .faults import Cell, Power, VirtualCellSwitch, Wifi
 from .mosquitto import BrokerError, Mosquitto
 from .node_config import Broker
 from .serial_board import SerialBoard
@@ -37,6 +45,7 @@ from .target import Settings, Target
 __all__ = [
     "board",
     "boards",
+    "cell",
     "deployed_board",
     "hil_broker",
     "hil_slot",
@@ -312,6 +321,18 @@ def wifi(hil_target: Target) -> Iterator[Wifi]:
     yield w
     if not w.is_up:
         w.up()  # never leave a bench's access point down
+
+
+@pytest.fixture
+def cell(hil_target: Target) -> Iterator[Cell]:
+    """cell.down() / cell.up(): the board's cellular network; skips when there is no way to
+    (attached boards: nothing takes a real network away yet)."""
+    if CELL not in capabilities(hil_target.slot) or hil_target.vboard is None:
+        pytest.skip(f"{hil_target.slot.describe()} lacks {CELL}: {HINTS[CELL]}")
+    c = Cell(VirtualCellSwitch(hil_target.vboard))
+    yield c
+    if not c.is_up:
+        c.up()
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ def test_outbox_survives_a_power_cut_and_is_delivered_in_order(deployed_board, p
     assert acked.get(boot0) == max(s for b, s in by_key if b == boot0)
 
 
-@pytest.mark.needs("wifi_control")
+@pytest.mark.needs("wifi_control", "link_wifi")  # a cellular node: test_node_cell.py
 def test_node_delivers_what_it_buffered_during_a_wifi_outage(deployed_board, wifi):
     node = deployed_board
     watch = node.watch
@@ -72,19 +72,29 @@ def test_node_delivers_what_it_buffered_during_a_wifi_outage(deployed_board, wif
     boot = max(b for b, _ in watch.unique())
     mark = node.board.mark()
     wall_down = time.time()
-    wifi.down()
+    wifi.down()  # virtual: the node's sockets are black-holed from here (vboard/linkproxy.py)
+    t_cut = time.monotonic() + 0.5  # what was already on its way may still arrive
     node.board.expect("node: wifi down", timeout=WAIT_S, since=mark)  # real APs: beacon timeout
-    t_noticed = time.monotonic()
     last_before = max(s for b, s in watch.unique() if b == boot)
     time.sleep(OUTAGE_S[node.kind.role])
-    during = [u.key for u in watch.since(t_noticed + 0.5)]
+    during = [u.key for u in watch.since(t_cut)]
+    heard = [s for s in list(watch.statuses) if s["_at"] >= t_cut]
     wall_up = time.time()
+    t_up0 = time.monotonic()  # the will may arrive before wifi.up() returns
     wifi.up()
     t_up = time.monotonic()
     assert not during, f"uplinks got through while the access point was gone: {during}"
+    # The node dropped its MQTT session when it saw the link go, but its close went
+    # nowhere: the broker publishes no last will while the link is gone.
+    assert not heard, f"the broker heard from or about the node during the outage: {heard}"
 
-    watch.wait(lambda w: [s for s in w.online_statuses() if s["_at"] > t_up], WAIT_S,
-               "the node back online after the outage")
+    online = watch.wait(lambda w: [s for s in w.online_statuses() if s["_at"] > t_up],
+                        WAIT_S, "the node back online after the outage")[0]
+    # Only now does the broker learn that the old session is gone (the dead connection
+    # closes, or the new one takes it over): the last will comes before the node is back.
+    wills = [s for s in list(watch.statuses)
+             if not s["online"] and t_up0 <= s["_at"] <= online["_at"]]
+    assert wills, "no last will (offline status) between the link's return and the node back"
 
     def buffered(w):
         return [u for (b, s), u in w.unique().items()
@@ -96,10 +106,18 @@ def test_node_delivers_what_it_buffered_during_a_wifi_outage(deployed_board, wif
     assert not times or min(times) >= int(wall_down) - 1
     watch.wait(lambda w: _contiguous({s for b, s in w.unique() if b == boot}), WAIT_S,
                f"every seq of boot {boot} delivered, no gap")
+    # what was buffered came in order once the link was back (alarms may go first)
+    order = [s for (b, s), u in watch.unique().items()
+             if b == boot and s > last_before and not u.reading.alarm]
+    assert order == sorted(order), f"buffered readings delivered out of order: {order}"
 
 
 def test_watchdog_resets_a_node_whose_main_loop_hangs(deployed_board):
     node = deployed_board
+    if node.config["link"]["type"] == "cell":
+        pytest.skip("a cellular node does not get its modem back after a chip reset yet: "
+                    "test_node_cell.py::test_node_gets_its_modem_back_after_a_chip_reset_in_"
+                    "data_mode (xfail)")
     st0 = node.watch.wait(lambda w: w.online_statuses(), WAIT_S, "an online status")[0]
     # Ctrl-C stops main.py; the watchdog it armed keeps running while this loop hangs
     node.board.launch("while True:\n    pass\n")

@@ -70,8 +70,17 @@ class VBoardControl:
                 raise VBoardError(f"board did not boot within {timeout} s (state {st['phase']})")
             time.sleep(0.01)
 
-    def wifi(self, up: bool) -> None:
-        self.request("wifi", up=up)
+    def wifi(self, up: bool, mode: str | None = None) -> None:
+        """Bring the access point back or take it away. `mode` says what an outage does
+        to open connections: "drop" (default: a black hole) or "reset" (both ends reset)."""
+        if mode is None:
+            self.request("wifi", up=up)
+        else:
+            self.request("wifi", up=up, mode=mode)
+
+    def cell(self, up: bool) -> None:
+        """Take the cellular network away (a call in data mode ends: NO CARRIER) or back."""
+        self.request("cell", up=up)
 
     def set_world(self, values: dict[str, Any]) -> None:
         """Merge world values, e.g. {"adc_mv": {34: 1200}}."""
@@ -84,3 +93,23 @@ class VBoardControl:
     def console_log(self, offset: int = 0) -> str:
         """Everything the board printed since `vboard run` started (latin-1 text)."""
         return self.request("console_log", offset=offset)["text"]
+
+    def load_scenario(self, scenario: dict[str, Any], speed: float | None = None,
+                      board: str | None = None, name: str | None = None) -> None:
+        """Play a scenario (scenario.py's format, as a dict) from now on, replacing any
+        running one; `board` is the boards.yaml kind its sensor keys map onto (default:
+        the file's `board`, else the kind `vboard run --board` was given); speed 0
+        holds it at t = 0 (its starting values) until it is loaded again."""
+        args: dict[str, Any] = {"scenario": scenario}
+        for key, value in (("speed", speed), ("board", board), ("name", name)):
+            if value is not None:
+                args[key] = value
+        self.request("scenario", **args)
+
+    def stop_scenario(self) -> None:
+        """Stop the running scenario; the world keeps the values it has now."""
+        self.request("scenario_stop")
+
+    def uart_speed(self, uart: int, speed: float | str) -> None:
+        """Deliver UART `uart`'s bytes faster than its baud rate: a factor, or "instant"."""
+        self.request("uart_speed", id=uart, speed=speed)

@@ -28,7 +28,11 @@ from typing import Any
 
 from .errors import BoardBusyError, VBoardError
 from .layout import BoardDir
+from .linkproxy import LinkProxy
+from .modem import Sim7600, wiring
 from .ptys import board_side_mode, open_raw_pty
+from .scenario import Scenario, ScenarioRun, load_kind
+from .scenario import parse as parse_scenario
 from .vm import VmProcess, find_micropython, spawn_vm
 from .world import World
 
@@ -72,6 +76,10 @@ class Relay:
         self.tx_buf = b""
         self.stopping = False
         self.clients: dict[int, _Client] = {}
+        self.scenario: ScenarioRun | None = None  # a world changing over time (scenario.py)
+        self.board_kind: str | None = None  # boards.yaml kind the scenario keys map to
+        self.links = LinkProxy(world.link_up)  # the board's TCP sockets go through it
+        self.modem: Sim7600 | None = None  # attached when world.cell["uart"] is set
         self._lock_fd = -1
         self._opened = False
 
@@ -96,6 +104,7 @@ class Relay:
         self.sig_r, self.sig_w = os.pipe()
         os.set_blocking(self.sig_w, False)
         os.set_blocking(self.sig_r, False)
+        self.links.start()
         self._opened = True
 
     def _lock(self) -> None:
@@ -109,6 +118,10 @@ class Relay:
 
     def start(self, timeout: float = 10.0) -> None:
         """Power the board on and wait until its ROM reports it has booted."""
+        if self.board_kind and self.world.cell.get("uart") is None:
+            wired = wiring(load_kind(self.board_kind))  # the kind's modem, if on a UART
+            if wired is not None:
+                self.world.update({"cell": wired})
         self._boot(PWRON_RESET, 0)
         self.board.write_run_info({"pid": os.getpid(), "port": self.port,
                                    "control": str(self.control_path)})
@@ -127,6 +140,7 @@ class Relay:
             return
         for c in list(self.clients.values()):
             c.sock.close()
+        self.links.close()
         self.server.close()
         with contextlib.suppress(OSError):
             self.control_path.unlink()
@@ -185,10 +199,18 @@ class Relay:
         self._take_down()
         self.next_boot = (time.monotonic() + delay, cause, wake)
 
-    def power_cycle(self) -> None:
+    def power_cycle(self, off_s: float = 0.0) -> None:
         self.world.power_off()
-        self._note("power cycle")
-        self.reset(PWRON_RESET)
+        if self.modem is not None:  # the modem shares the board's supply
+            self.modem.power_cycle()
+        self._note("power cycle" + (f" (off {off_s:.3g} s)" if off_s else ""))
+        self.reset(PWRON_RESET, delay=off_s)
+
+    def run_scenario(self, sc: Scenario) -> None:
+        """Play `sc` on the world from now on (replacing a running one)."""
+        self.scenario = ScenarioRun(sc, self.world, self.power_cycle)
+        self._note(f"scenario {sc.name} at speed {sc.speed:g}")
+        self.scenario.tick(time.monotonic())
 
     def _deep_sleep(self, ms: int) -> None:
         self._note(f"deepsleep {ms} ms")
@@ -217,6 +239,8 @@ class Relay:
 
     def step(self) -> None:
         now = time.monotonic()
+        if self.scenario is not None:
+            self.scenario.tick(now)
         if self.wdt_deadline is not None and now >= self.wdt_deadline:
             self._wdt_fire()
         if self.vm is None and self.next_boot and now >= self.next_boot[0]:
@@ -251,7 +275,8 @@ class Relay:
             timeout = _B_CHECK_S
         if self.in_pending and hold > 0:
             timeout = min(timeout, hold)
-        for t in (self.wdt_deadline, self.next_boot[0] if self.next_boot else None):
+        due = self.scenario.next_due(now) if self.scenario is not None else None
+        for t in (self.wdt_deadline, self.next_boot[0] if self.next_boot else None, due):
             if t is not None:
                 timeout = min(timeout, max(0.0, t - now))
         for fd, ev in p.poll(timeout * 1000):
@@ -376,8 +401,20 @@ class Relay:
                 break  # a reset in this batch: the rest was never really sent
             self._handle(json.loads(line))
 
+    def _attached_modem(self) -> Sim7600 | None:
+        """The modem on world.cell["uart"] (made when first wired), after time acted on it."""
+        uart = self.world.cell.get("uart")
+        if uart is None:
+            self.modem = None
+        else:
+            if self.modem is None or self.modem.uart != int(uart):
+                self.modem = Sim7600(self.world, int(uart))
+            self.modem.poll()
+        return self.modem
+
     def _handle(self, msg: dict[str, Any]) -> None:
         op = msg.get("op", "")
+        modem = self._attached_modem()
         if op == "booted":
             self.booted = True
             self.boots += 1
@@ -394,11 +431,18 @@ class Relay:
             if self.wdt_ms is not None:
                 self.wdt_deadline = time.monotonic() + self.wdt_ms / 1000
         elif "seq" in msg:
-            value = self.world.answer(op, msg)
+            if self.scenario is not None:  # values as they are at this very moment
+                self.scenario.tick(time.monotonic(), power=False)
+            if op == "route":  # the board's getaddrinfo
+                value = self.links.route(msg.get("host"), msg.get("port"), msg.get("iface"))
+            else:
+                value = self.world.answer(op, msg)
             assert self.vm is not None
             os.write(self.vm.rx, json.dumps({"seq": msg["seq"], "v": value}).encode() + b"\n")
         else:
             self.world.event(op, msg)
+            if modem is not None:
+                modem.event(op, msg)
 
     # ---- control socket ----
 
@@ -450,11 +494,35 @@ class Relay:
                 self.power_cycle()
                 return {"ok": True, "boots": self.boots}
             if cmd == "wifi":
+                mode = req.get("mode") or "drop"
+                self.links.set_mode("wlan", mode)
                 self.world.set_wifi(bool(req["up"]))
-                self._note(f"wifi {'up' if req['up'] else 'down'}")
+                self.links.sync()  # connections are cut (or freed) before the reply
+                self._note(f"wifi {'up' if req['up'] else 'down (' + mode + ')'}")
+                return {"ok": True}
+            if cmd == "cell":
+                self.world.update({"cell": {"up": bool(req["up"])}})
+                self._attached_modem()  # a call in data mode ends now: NO CARRIER
+                self.links.sync()  # the PPP route's connections are cut (or freed)
+                self._note(f"cell {'up' if req['up'] else 'down'}")
+                return {"ok": True}
+            if cmd == "scenario":
+                data = req["scenario"]
+                kind = req.get("board") or (None if isinstance(data, dict) and "board" in data
+                                            else self.board_kind)
+                sc = parse_scenario(data, str(req.get("name") or "<control>"), kind,
+                                    req.get("speed"))
+                self.run_scenario(sc)
+                return {"ok": True}
+            if cmd == "scenario_stop":
+                self.scenario = None
+                return {"ok": True}
+            if cmd == "uart_speed":
+                self.world.uart_speed(int(req["id"]), req["speed"])
                 return {"ok": True}
             if cmd == "world":
                 self.world.update(req["values"])
+                self.links.sync()  # a link the values took down is cut before the reply
                 return {"ok": True}
             if cmd == "uart_feed":
                 self.world.feed_uart(int(req["id"]), bytes.fromhex(req["data"]))
@@ -478,6 +546,8 @@ class Relay:
             "wdt_ms": self.wdt_ms, "mem_free_at_boot": self.mem_free,
             "unique_id": self.uid.hex(), "world": self.world.snapshot(),
             "events": [f"{t:.3f} {w}" for t, w in self.events],
+            "links": self.links.snapshot(),
+            "scenario": self.scenario.snapshot(time.monotonic()) if self.scenario else None,
         }
 
 

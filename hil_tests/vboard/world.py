@@ -2,8 +2,9 @@
 
 The relay answers the board's requests from here (vb_host.ask on the VM
 side); a scenario file gives the starting values and the control socket
-changes them while the board runs.  A later scenario engine can subclass
-World and compute values from time instead of storing them.
+changes them while the board runs; a running scenario (scenario.py) sets
+them from time. UART bytes reach the board at the baud rate's pace
+(uartstream.UartLine), at the rate the board's UART.init configured.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 import yaml
 
 from .errors import VBoardError
+from .modem import cell_defaults, update_cell
+from .uartstream import UartLine, parse_speed
 
 _UART_TX_KEEP = 64 * 1024  # bytes of board->host UART traffic kept per UART
 
@@ -43,10 +46,11 @@ class World:
         self.pins: dict[int, int] = {}
         self.pin_out: dict[int, int] = {}
         self.pulse_us: dict[int, int] = {}  # pin -> width time_pulse_us sees (an echo)
-        self.uart_rx: dict[int, bytearray] = {}
+        self.uart_lines: dict[int, UartLine] = {}
         self.uart_tx: dict[int, bytearray] = {}
         self.rtc_offset = 0.0
         self.rtc_memory = ""
+        self.cell: dict[str, Any] = cell_defaults()  # the cellular network (modem.py)
         if initial:
             self.update(initial)
 
@@ -67,7 +71,8 @@ class World:
 
     def update(self, data: dict[str, Any]) -> None:
         """Merge values: {"wifi": {...}, "adc_mv": {pin: mV}, "pins": {pin: 0|1},
-        "pulse_us": {pin: us}, "uart_rx": {uart: text}}."""
+        "pulse_us": {pin: us}, "uart_rx": {uart: text},
+        "uart_speed": {uart: factor | "instant"}}."""
         for key, value in data.items():
             if key == "wifi":
                 if "up" in value:
@@ -82,6 +87,11 @@ class World:
             elif key == "uart_rx":
                 for k, v in value.items():
                     self.feed_uart(int(k), v.encode() if isinstance(v, str) else bytes(v))
+            elif key == "uart_speed":
+                for k, v in value.items():
+                    self.uart_speed(int(k), v)
+            elif key == "cell":
+                update_cell(self.cell, value)
             else:
                 raise VBoardError(f"unknown world key {key!r}")
 
@@ -90,8 +100,34 @@ class World:
             self.wifi["up_since_ms"] = _now_ms()
         self.wifi["up"] = up
 
-    def feed_uart(self, uart: int, data: bytes) -> None:
-        self.uart_rx.setdefault(uart, bytearray()).extend(data)
+    def link_up(self, iface: str) -> bool:
+        """Whether the network behind a board interface is there (the link proxy asks):
+        "wlan" the access point, "ppp" the cellular network (up when not simulated)."""
+        if iface == "wlan":
+            return bool(self.wifi.get("up", True))
+        if iface == "ppp":
+            cell = getattr(self, "cell", None)
+            return bool(cell.get("up", True)) if isinstance(cell, dict) else True
+        raise VBoardError(f"unknown board interface {iface!r} (known: wlan, ppp)")
+
+    def uart_line(self, uart: int) -> UartLine:
+        line = self.uart_lines.get(uart)
+        if line is None:
+            line = self.uart_lines[uart] = UartLine()
+        return line
+
+    def feed_uart(self, uart: int, data: bytes, at: float | None = None) -> None:
+        """Send bytes to the board's UART; they arrive at its baud rate from `at`
+        (time.monotonic(), default now: a scenario may date a feed it catches up on)."""
+        self.uart_line(uart).feed(data, time.monotonic(), at)
+
+    def uart_speed(self, uart: int, speed: object) -> None:
+        """Run UART `uart`'s line faster than its baud rate: a factor, or "instant"."""
+        try:
+            factor = parse_speed(speed)
+        except VBoardError as e:
+            raise VBoardError(f"uart_speed {uart}: {e}") from None
+        self.uart_line(uart).configure(time.monotonic(), speed=factor)
 
     def power_off(self) -> None:
         """What a power cycle loses: RTC memory and the RTC's time setting."""
@@ -111,32 +147,30 @@ class World:
         if op == "pulse":
             return self.pulse_us.get(int(msg["id"]))
         if op == "uart_any":
-            return len(self.uart_rx.get(int(msg["id"]), b""))
+            return self.uart_line(int(msg["id"])).available(time.monotonic())
         if op == "uart_read":
-            return self._uart_take(int(msg["id"]), int(msg.get("n", -1)))
+            n = int(msg.get("n", -1))
+            return self.uart_line(int(msg["id"])).take(n, time.monotonic()).hex() or None
+        if op == "uart_has_line":
+            line = self.uart_line(int(msg["id"]))
+            return line.available(time.monotonic()) > 0 and b"\n" in line.fifo
         if op == "uart_readline":
-            buf = self.uart_rx.get(int(msg["id"]), bytearray())
-            end = buf.find(b"\n")
-            return self._uart_take(int(msg["id"]), end + 1 if end >= 0 else -1)
+            return self.uart_line(int(msg["id"])).take_line(time.monotonic()).hex() or None
+        if op == "cell":
+            return self.cell
         if op == "rtc_offset":
             return self.rtc_offset
         if op == "rtc_memory":
             return self.rtc_memory
         raise VBoardError(f"board asked for unknown {op!r}")
 
-    def _uart_take(self, uart: int, n: int) -> str | None:
-        buf = self.uart_rx.get(uart)
-        if not buf:
-            return None
-        n = len(buf) if n < 0 else min(n, len(buf))
-        data = bytes(buf[:n])
-        del buf[:n]
-        return data.hex()
-
     def event(self, op: str, msg: dict[str, Any]) -> None:
         """A one-way report from the board."""
         if op == "pin_out":
             self.pin_out[int(msg["id"])] = int(msg["v"])
+        elif op == "uart_init":
+            self.uart_line(int(msg["id"])).configure(
+                time.monotonic(), baud=int(msg["baud"]), rxbuf=msg.get("rxbuf"))
         elif op == "uart_tx":
             buf = self.uart_tx.setdefault(int(msg["id"]), bytearray())
             buf.extend(bytes.fromhex(msg["data"]))
@@ -153,5 +187,7 @@ class World:
             "pins": dict(self.pins),
             "pin_out": dict(self.pin_out),
             "pulse_us": dict(self.pulse_us),
+            "cell": dict(self.cell),
             "uart_tx": {k: v.decode("latin-1") for k, v in self.uart_tx.items()},
+            "uart_rx": {k: v.snapshot() for k, v in self.uart_lines.items()},
         }

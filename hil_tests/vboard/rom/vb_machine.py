@@ -248,7 +248,8 @@ class ADC:
 
 
 class UART:
-    """Bytes the board receives come from the world (relay); what it sends is logged there."""
+    """Bytes the board receives come from the world (relay), paced at the baud rate
+    init() reports there; what it sends is logged there."""
 
     INV_TX = 1
     INV_RX = 2
@@ -259,11 +260,20 @@ class UART:
         if id not in (0, 1, 2):
             raise ValueError(f"UART({id}) does not exist")
         self._id = id
+        self._baud = 115200
+        self._rxbuf = 256  # the ESP32 port's default ring buffer
+        self._timeout = 0
         self.init(baudrate, **kw)
 
-    def init(self, baudrate=115200, bits=8, parity=None, stop=1, **kw):
-        self._baud = baudrate
-        self._timeout = kw.get("timeout", 0)
+    def init(self, baudrate=None, bits=8, parity=None, stop=1, **kw):
+        if baudrate:
+            self._baud = int(baudrate)
+        if kw.get("rxbuf"):
+            self._rxbuf = int(kw["rxbuf"])
+        if "timeout" in kw:
+            self._timeout = int(kw["timeout"])
+        vb_host.send({"op": "uart_init", "id": self._id, "baud": self._baud,
+                      "rxbuf": self._rxbuf})
 
     def deinit(self):
         pass
@@ -271,14 +281,22 @@ class UART:
     def any(self):
         return vb_host.ask("uart_any", id=self._id) or 0
 
+    def _wait(self, enough):
+        # Poll the line until enough() or `timeout` ms pass (the chip blocks in the driver).
+        if not self._timeout:
+            return
+        t0 = time.ticks_ms()
+        while not enough() and time.ticks_diff(time.ticks_ms(), t0) < self._timeout:
+            time.sleep_ms(1)
+
     def read(self, n=-1):
-        data = vb_host.ask("uart_read", id=self._id, n=-1 if n is None else n)
-        if not data and self._timeout:
-            time.sleep_ms(self._timeout)
-            data = vb_host.ask("uart_read", id=self._id, n=-1 if n is None else n)
+        n = -1 if n is None else n
+        self._wait(lambda: self.any() >= (n if n > 0 else 1))
+        data = vb_host.ask("uart_read", id=self._id, n=n)
         return binascii.unhexlify(data) if data else None
 
     def readline(self):
+        self._wait(lambda: vb_host.ask("uart_has_line", id=self._id))
         data = vb_host.ask("uart_readline", id=self._id)
         return binascii.unhexlify(data) if data else None
 

@@ -18,6 +18,7 @@ import vb_micropython
 import vb_network
 import vb_os
 import vb_repl
+import vb_socket
 import vb_sys
 import vb_vfs
 
@@ -84,6 +85,8 @@ _SIM = {
     "machine": vb_machine,
     "umachine": vb_machine,
     "network": vb_network,
+    "socket": vb_socket,
+    "usocket": vb_socket,
     "esp": vb_esp,
     "sys": vb_sys,
     "os": vb_os,

@@ -3,10 +3,12 @@
 # Whether the access point is reachable is the host's decision (vboard wifi
 # up|down); a connect takes world["wifi"]["connect_ms"] to get an address and
 # the station reconnects by itself when the AP comes back, as the ESP32 does.
+# The station registers itself as the "wlan" route for sockets (vb_socket).
 import time
 
 import vb_host
 import vb_machine
+from vb_ppp import PPP  # noqa: F401 - network.PPP (cellular modems)
 
 STA_IF = 0
 AP_IF = 1
@@ -29,6 +31,25 @@ MODE_11N = 4
 
 _hostname = "esp32"
 _ifaces = {}
+_routes = []  # [(name, iface)]: the interfaces sockets can route over (vb_socket)
+
+
+def _register_iface(name, obj):
+    """Offer `obj` (with isconnected()) as the route for sockets named `name` ("wlan",
+    "ppp"); a newer object of that name replaces the older (a redialled PPP)."""
+    for i, (n, _) in enumerate(_routes):
+        if n == name:
+            _routes[i] = (name, obj)
+            return
+    _routes.append((name, obj))
+
+
+def _route_iface():
+    """The name of the first registered interface that is connected, or None."""
+    for name, obj in _routes:
+        if obj.isconnected():
+            return name
+    return None
 
 
 def hostname(name=None):
@@ -47,6 +68,8 @@ def WLAN(interface_id=STA_IF):  # noqa: N802 - the ESP32 API name
         raise ValueError("invalid WLAN interface identifier")
     if interface_id not in _ifaces:
         _ifaces[interface_id] = _WLAN(interface_id)
+        if interface_id == STA_IF:
+            _register_iface("wlan", _ifaces[interface_id])
     return _ifaces[interface_id]
 
 
