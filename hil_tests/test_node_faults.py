@@ -114,10 +114,6 @@ def test_node_delivers_what_it_buffered_during_a_wifi_outage(deployed_board, wif
 
 def test_watchdog_resets_a_node_whose_main_loop_hangs(deployed_board):
     node = deployed_board
-    if node.config["link"]["type"] == "cell":
-        pytest.skip("a cellular node does not get its modem back after a chip reset yet: "
-                    "test_node_cell.py::test_node_gets_its_modem_back_after_a_chip_reset_in_"
-                    "data_mode (xfail)")
     st0 = node.watch.wait(lambda w: w.online_statuses(), WAIT_S, "an online status")[0]
     # Ctrl-C stops main.py; the watchdog it armed keeps running while this loop hangs
     node.board.launch("while True:\n    pass\n")

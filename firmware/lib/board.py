@@ -16,7 +16,8 @@
 #   rtc_read() -> bytes, rtc_write(bytes): RTC slow memory (survives deep
 #     sleep and resets, not a power cut), else a file on flash
 #   link(secrets, feed) -> WifiLink or CellLink (board_cell.py) per the config's
-#     `link`; feed() is called while a cellular dial-up waits
+#     `link`; feed() is called while a cellular dial-up waits; a CellLink gets
+#     the modem_pwrkey and modem_status pins (None when the pin map lacks them)
 #   connect_tcp(host, port, tls, timeout_ms) -> a connected socket
 #
 # Clock: the ESP32's RTC counts from 2000-01-01 (time.gmtime(0)[0] == 2000),
@@ -240,7 +241,11 @@ class Board:
         if u is None:
             raise OSError("no modem UART in the pin map")
         ppp = getattr(network, "PPP", None) if network is not None else None
-        return CellLink(u, lk["apn"], lk.get("pin"), ppp, self.sleep_ms, self.ticks_ms, feed)
+        # PWRKEY through the board's transistor (pin high = key pressed) and STATUS:
+        # CellLink powers a silent modem on (or a deaf one off) with them
+        return CellLink(u, lk["apn"], lk.get("pin"), ppp, self.sleep_ms, self.ticks_ms, feed,
+                        pwrkey=self.pin("modem_pwrkey", out=True),
+                        status=self.pin("modem_status"))
 
     def connect_tcp(self, host, port, tls, timeout_ms):
         addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][-1]

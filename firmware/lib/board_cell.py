@@ -1,20 +1,39 @@
 # Cellular link over a modem's AT commands (3GPP TS 27.007 / V.250), then PPP.
 # Part of the board layer, but it imports no `machine`: it drives any UART-like
-# object (read() -> bytes or None without blocking, write(b)), so the tests
-# answer the AT commands with a fake UART on both runtimes.
+# object (read() -> bytes or None without blocking, write(b)) and, for power,
+# any pin-like objects (value([v])) board.py passes in, so the tests answer the
+# AT commands with a fake UART and fake pins on both runtimes.
 #
-# up() runs, each step bounded by a timeout:
-#   AT              until the modem answers OK (it may still be booting)
+# up() is one bounded attempt: it returns with PPP started, or raises CellError
+# (an OSError, so the node's link backoff retries it later while its loop keeps
+# measuring). Each attempt runs:
+#   AT              up to twice (0.5 s each) for OK; when the modem stays silent:
+#                   - +++ escape: 1 s guard, "+++", 1 s guard (V.250 S12), then ATH.
+#                     A chip reset (watchdog, machine.reset()) does not power the
+#                     modem down, so it may still be in data mode from the last
+#                     boot, taking "AT" for PPP bytes;
+#                   - AT again, sync_tries times (5 s: a modem still booting answers);
+#                   - PWRKEY (SIM7600: the board's pin drives the key through a
+#                     transistor, pin high = key pressed): STATUS low (or no STATUS
+#                     pin) -> a 0.5 s press powers it on, then AT until it answers;
+#                     STATUS high yet deaf -> a 3 s press powers it down (this
+#                     attempt fails, the next one powers it on). No press again
+#                     within boot_ms of a power-on press: it may be booting still.
 #   ATE0            echo off, so replies are only replies
 #   AT+CPIN?        "+CPIN: READY", or "+CPIN: SIM PIN" -> AT+CPIN="<pin>"
 #   AT+CSQ          "+CSQ: <rssi>,<ber>" -> dBm (27.007 8.5: 0 -> -113, n -> -113 + 2n,
 #                   31 -> -51 or better, 99 -> unknown)
-#   AT+CGREG?       until registered, home (1) or roaming (5)
+#   AT+CGREG?       once a second for at most reg_timeout_ms (3 s): registered, home (1)
+#                   or roaming (5); else CellError("not registered ..."). The modem keeps
+#                   searching on its own, so a coverage gap costs a few seconds per
+#                   attempt, not the node's readings (the node retries within
+#                   CELL_RETRY_CAP_MS, node.py).
 #   AT+CGDCONT=1,"IP","<apn>"
 #   ATD*99#         "CONNECT": the modem is in data mode
 #   network.PPP(uart).active(True); .connect()
-# A final "ERROR", "+CME ERROR: ..." or "NO CARRIER" raises CellError (an
-# OSError, so the caller's backoff treats it like any link failure).
+# A final "ERROR", "+CME ERROR: ..." or "NO CARRIER" raises CellError.
+# Worst case, a modem that never answers: about 15 s of blocking per attempt
+# (AT 1 s, escape 3 s, AT 5 s, press 0.5 s, AT 5 s), the watchdog fed throughout.
 #
 # RAM: one line buffer of at most MAXLINE bytes; replies are short lists of str.
 
@@ -35,6 +54,10 @@ except ImportError:  # CPython
 
 
 MAXLINE = const(128)
+GUARD_MS = const(1000)  # V.250 S12 = 50 (1/50 s): silence before and after "+++"
+PWRKEY_ON_MS = const(500)  # SIM7600: key low >= 100 ms (500 typical) powers it on
+PWRKEY_OFF_MS = const(3000)  # ... >= 2.5 s powers a running one down
+REG_POLL_MS = const(1000)
 _FAIL = ("ERROR", "NO CARRIER", "BUSY", "NO DIALTONE", "NO ANSWER")
 
 
@@ -53,7 +76,8 @@ class CellLink:
     kind = "cell"
 
     def __init__(self, uart, apn, pin=None, ppp_cls=None, sleep_ms=None, ticks_ms=None,
-                 feed=None, sync_tries=10, reg_timeout_ms=60000, dial_timeout_ms=30000):
+                 feed=None, sync_tries=10, reg_timeout_ms=3000, dial_timeout_ms=30000,
+                 pwrkey=None, status=None, boot_ms=30000):
         self.uart = uart
         self.apn = apn
         self.pin = pin
@@ -69,6 +93,10 @@ class CellLink:
         self.sync_tries = sync_tries
         self.reg_timeout_ms = reg_timeout_ms
         self.dial_timeout_ms = dial_timeout_ms
+        self.pwrkey = pwrkey  # output pin: 1 presses PWRKEY (through the board's transistor)
+        self.status = status  # input pin: the modem's STATUS, 1 while it runs
+        self.boot_ms = boot_ms  # after a power-on press, how long the modem may stay silent
+        self.pressed = None  # ticks of the last power-on press
         self.dbm = None
         self.ppp = None
         self._buf = bytearray()
@@ -134,14 +162,9 @@ class CellLink:
     # ---- link ----
 
     def up(self):
-        """Bring the data link up (blocking, each step bounded). CellError on failure."""
-        for i in range(self.sync_tries):
-            try:
-                self.at("AT", 500)
-                break
-            except CellError:
-                if i == self.sync_tries - 1:
-                    raise
+        """One bounded attempt to bring the data link up. CellError on failure."""
+        self._stop_ppp()  # a dropped call's PPP must not read the UART any more
+        self._wake()
         self.at("ATE0")
         state = self._field(self.at("AT+CPIN?", 5000), "+CPIN:")
         if state == "SIM PIN":
@@ -160,9 +183,7 @@ class CellLink:
                 break
             if ticks_diff(self.ticks_ms(), start) >= self.reg_timeout_ms:
                 raise CellError("modem: not registered (CGREG %s)" % stat)
-            if self.feed:
-                self.feed()
-            self.sleep_ms(1000)
+            self._pause(REG_POLL_MS)
         self.at('AT+CGDCONT=1,"IP","%s"' % self.apn)
         self.at("ATD*99#", self.dial_timeout_ms, final="CONNECT")
         if self.ppp_cls is None:
@@ -170,6 +191,63 @@ class CellLink:
         self.ppp = self.ppp_cls(self.uart)
         self.ppp.active(True)
         self.ppp.connect()
+
+    def _sync(self, tries):
+        for _ in range(tries):
+            try:
+                self.at("AT", 500)
+                return True
+            except CellError:
+                pass
+        return False
+
+    def _wake(self):
+        """Get the modem answering AT in command mode (see the header); CellError if not."""
+        if self._sync(2):
+            return
+        self._escape()  # left in data mode by a chip reset?
+        if self._sync(self.sync_tries):  # ... or still booting
+            return
+        if self.pwrkey is None:
+            raise CellError("modem: no answer to AT, nor after +++ and ATH")
+        if self.pressed is not None and ticks_diff(self.ticks_ms(), self.pressed) < self.boot_ms:
+            raise CellError("modem: no answer to AT yet (booting since PWRKEY)")
+        if self.status is not None and self.status.value():
+            self._press(PWRKEY_OFF_MS)  # running but deaf: off now, on at the next attempt
+            raise CellError("modem: on but no answer to AT: powered down with PWRKEY")
+        self._press(PWRKEY_ON_MS)
+        self.pressed = self.ticks_ms()
+        if not self._sync(self.sync_tries):
+            raise CellError("modem: no answer to AT after PWRKEY (booting?)")
+
+    def _press(self, ms):
+        self.pwrkey.value(1)
+        self._pause(ms)
+        self.pwrkey.value(0)
+
+    def _pause(self, ms):
+        if self.feed:
+            self.feed()
+        self.sleep_ms(ms)
+
+    def _escape(self):
+        """Data mode -> command mode (V.250: the guard times make "+++" an escape,
+        not data), then hang up. Harmless when the modem is in command mode."""
+        self._pause(GUARD_MS)
+        self.uart.write(b"+++")
+        self._pause(GUARD_MS)
+        try:
+            self.at("ATH", 1000)
+        except CellError:
+            pass
+
+    def _stop_ppp(self):
+        if self.ppp is not None:
+            try:
+                self.ppp.active(False)
+            except OSError:
+                pass
+            self.ppp = None
 
     def signal(self):
         """Query AT+CSQ (command mode only); returns and keeps the dBm (None unknown)."""
@@ -187,17 +265,5 @@ class CellLink:
         return self.dbm  # as of the last up(): AT commands cannot run in data mode
 
     def down(self):
-        if self.ppp is not None:
-            try:
-                self.ppp.active(False)
-            except OSError:
-                pass
-            self.ppp = None
-        # Back to command mode: 1 s guard, "+++", 1 s guard (V.250 escape), then hang up.
-        self.sleep_ms(1000)
-        self.uart.write(b"+++")
-        self.sleep_ms(1000)
-        try:
-            self.at("ATH", 2000)
-        except CellError:
-            pass
+        self._stop_ppp()
+        self._escape()

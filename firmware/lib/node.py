@@ -16,7 +16,9 @@
 #      again with its original (boot, seq) and bytes;
 #   4. measuring never waits for the link: with the link or broker down,
 #      readings keep going to the outbox while reconnects back off
-#      exponentially with full jitter (backoff.py).
+#      exponentially with full jitter (backoff.py). A cellular attempt blocks
+#      the loop for about 3 s while the modem searches (up to ~15 s to wake a
+#      silent modem, board_cell.py); attempts come at most CELL_RETRY_CAP_MS apart.
 #
 # Two ways to run:
 #   - always on (boat, truck, mains-powered water level): step() every
@@ -73,6 +75,10 @@ MAX_UNACKED = const(16)  # published records waiting for their e2e ack
 MAX_INFLIGHT = const(32)  # QoS1 publishes waiting for a PUBACK (the client keeps their bytes)
 KEEPALIVE_S = const(60)
 MQTT_TIMEOUT_MS = const(5000)
+# Cellular: each failed up() (no registration during a coverage gap) already took a few
+# seconds; the next one comes within this, whatever backoff_cap_ms is, so the node sees
+# the network back soon while its loop keeps measuring between attempts.
+CELL_RETRY_CAP_MS = const(15000)
 US_WARMUP_MS = const(100)  # JSN-SR04T after power-on, before the first ping
 TUNE_KEYS = ("ms_per_s", "ack_timeout_ms", "backoff_base_ms", "backoff_cap_ms", "awake_ms",
              "link_timeout_ms")
@@ -297,7 +303,10 @@ class Node:
         self.t_down = wire.topic_down(prefix, self.dev)
         self.deep = cfg["role"] == "water_level" and cfg["water_level"]["deep_sleep"]
         self.backoff = Backoff(backoff_base_ms, backoff_cap_ms)
-        self.link_backoff = Backoff(backoff_base_ms, backoff_cap_ms)
+        link_cap = backoff_cap_ms
+        if cfg["link"]["type"] == "cell":
+            link_cap = min(link_cap, CELL_RETRY_CAP_MS)
+        self.link_backoff = Backoff(backoff_base_ms, link_cap)
         self.running = True
         self.started = False
         self.link = None
@@ -482,12 +491,14 @@ class Node:
             self.link_ok = False
             self.log("node: %s down" % self.link.kind)
         if ticks_diff(now, self.next_link) >= 0:
+            wait = self.link_timeout_ms  # for the connection up() started to come up
             try:
-                self.link.up()  # Wi-Fi: starts and returns; cellular: AT dialogue, bounded
+                self.link.up()  # Wi-Fi: starts and returns; cellular: one bounded attempt
             except OSError as e:
                 self.log("node: %s: %s" % (self.link.kind, e))
-            self.next_link = self.board.ticks_ms() + self.link_timeout_ms \
-                + self.link_backoff.next_ms()
+                if self.link.kind == "cell":
+                    wait = 0  # nothing under way: the (capped) backoff alone
+            self.next_link = self.board.ticks_ms() + wait + self.link_backoff.next_ms()
             if self.link.isconnected():
                 return self._link_up(now)
         return False
