@@ -21,15 +21,17 @@ Example file (every key optional):
     [upstream]                    # the IOC; no url: keep everything locally
     url = "mqtts://ioc.example.org:8883"
     topic_prefix = "nodes"
-    inflight = 100
+    inflight = 1000               # readings sent and not acknowledged yet, at most (1..30000)
     username = "gw-01"
     password_file = "/etc/edge-agent/upstream.pass"   # mode 0600, never logged
     ca_file = "/etc/edge-agent/ca.pem"
     publish_events = true         # offline/online events on <topic_prefix>/<device>/event
 
     [commit]
-    interval = 0.1                # seconds a message may wait for its group commit
-    at_pending = 20               # commit at once at this many (the broker's inflight window)
+    interval = 0.1                # seconds a message may wait for its group commit, at most
+    at_pending = 500              # commit at once at this many (at most half the broker's
+                                  # max_inflight_messages, 1000 in gateway.conf); a commit
+                                  # also starts as soon as the broker has nothing more to send
 
     [queue]
     max_rows = 1000000
@@ -90,9 +92,9 @@ class Config:
     offline_multiple: float = 3.0
     metrics_port: int = 0
     max_message_bytes: int = 16384
-    upstream_inflight: int = 100
+    upstream_inflight: int = 1000
     commit_interval: float = 0.1
-    commit_at_pending: int = 20
+    commit_at_pending: int = 500
     max_rows: int = 1_000_000
     max_bytes: int = 1 << 30
     max_age: float = 30 * 86400.0
@@ -120,6 +122,13 @@ def default_data_dir() -> Path:
 def _positive_int(v: Any) -> int:
     if type(v) is not int or v <= 0:
         raise ValueError(f"must be a positive integer, got {v!r}")
+    return v
+
+
+def _window(v: Any) -> int:
+    """Messages in flight: each needs a packet id of its own (1..65535), events included."""
+    if type(v) is not int or not 1 <= v <= 30_000:
+        raise ValueError(f"must be an integer 1..30000, got {v!r}")
     return v
 
 
@@ -203,7 +212,7 @@ SPEC: dict[str, Callable[[Any], Any]] = {
     "offline_multiple": _positive_number, "metrics_port": _port_or_zero,
     "local.url": _url, "local.max_message_bytes": _positive_int,
     **{f"local.{k}": f for k, f in _BROKER_KEYS.items()},
-    "upstream.url": _optional_url, "upstream.inflight": _positive_int,
+    "upstream.url": _optional_url, "upstream.inflight": _window,
     "upstream.publish_events": _boolean,
     **{f"upstream.{k}": f for k, f in _BROKER_KEYS.items()},
     "commit.interval": _positive_number, "commit.at_pending": _positive_int,
@@ -220,8 +229,8 @@ def _defaults() -> dict[str, Any]:
         "local.url": parse_broker_url("mqtt://127.0.0.1:1883"), "local.client_id": "edge-agent",
         "local.topic_prefix": "nodes", "local.max_message_bytes": 16384, "local.keepalive": 30,
         "upstream.url": None, "upstream.client_id": _default_upstream_client_id(),
-        "upstream.topic_prefix": "nodes", "upstream.inflight": 100, "upstream.keepalive": 30,
-        "commit.interval": 0.1, "commit.at_pending": 20,
+        "upstream.topic_prefix": "nodes", "upstream.inflight": 1000, "upstream.keepalive": 30,
+        "commit.interval": 0.1, "commit.at_pending": 500,
         "queue.max_rows": 1_000_000, "queue.max_bytes": 1 << 30,
         "queue.max_age": 30 * 86400.0, "queue.max_dead_letters": 10_000,
         "queue.max_db_bytes": 0, "queue.reserve_bytes": 4 << 20,

@@ -1,14 +1,18 @@
 """Forwarder: store -> upstream broker, QoS1, a bounded window, delete only on PUBACK.
 
 One thread owns the upstream paho client and its own SQLite connection (callbacks run
-inside `client.loop()` on this thread). Rows go out alarms first, then oldest first, on
+inside `Link.step()` on this thread). Rows go out alarms first, then oldest first, on
 `<upstream prefix>/<device>/up` with the node's payload unchanged, so the upstream sees
-the same (device, boot, seq) and can drop the duplicates a resend may cause.
+the same (device, boot, seq) and can drop the duplicates a resend may cause. The
+PUBLISH packets are built by `BatchedClient.publish_raw()` (paho's publish() cost more
+than the rest of the forwarder), at most `upstream.inflight` unacknowledged at a time,
+and leave together in one write per loop turn.
 
 A row stays in the store until the upstream's PUBACK for it; deletes are grouped into
-one transaction every `DELETE_EVERY` seconds. After a disconnect paho resends the
-in-flight messages itself on reconnect; after a restart every row still in the store is
-sent again. Both may duplicate a reading upstream; neither can lose one.
+one transaction every `DELETE_EVERY` seconds or `DELETE_AT` rows. After a reconnect the
+acked rows are deleted and every row still in the store is sent again from the start
+(alarms first), as after a restart. Both may duplicate a reading upstream (at most the
+window, plus the acked rows not deleted yet after a crash); neither can lose one.
 
 Fleet events (a device went offline or came back, see fleet.py) go out the same way on
 `<upstream prefix>/<device>/event`, QoS1, and are marked published on their PUBACK.
@@ -67,19 +71,34 @@ class Forwarder:
         self.next_event_poll = 0.0
         self.loop_at = time.monotonic()  # the watchdog checks this loop keeps turning
         client = make_client(upstream, clean_session=True)
-        client.max_inflight_messages_set(self.window)
+        # The window is kept here (self.window); paho's own (0: none) would only scan its
+        # in-flight messages on every PUBACK.
+        client.max_inflight_messages_set(0)
         client.on_publish = self._on_publish
-        self.link = Link("upstream", upstream, client,
-                         on_up=lambda c, present: on_link and on_link("upstream", True),
+        client.on_fast_puback = self._on_reading_acked
+        self.on_link = on_link
+        self.link = Link("upstream", upstream, client, on_up=self._on_up,
                          on_down=lambda: on_link and on_link("upstream", False))
         self.client = client
+
+    def _on_up(self, client: mqtt.Client, session_present: bool) -> None:
+        """A new connection: the readings in flight on the old one are sent again from the
+        store (paho resends the events itself). The acked ones are deleted first, so only
+        the unacknowledged ones (at most the window) can reach the upstream twice."""
+        self.inflight.clear()
+        self._flush_deletes()
+        self.alarm_cursor = self.normal_cursor = 0
+        self.next_poll = 0.0
+        if self.on_link:
+            self.on_link("upstream", True)
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
                     properties: Any) -> None:
         eid = self.event_inflight.pop(mid, None)
         if eid is not None:
             self.events_acked.append(eid)
-            return
+
+    def _on_reading_acked(self, mid: int) -> None:
         rid = self.inflight.pop(mid, None)
         if rid is not None:
             if not self.acked:
@@ -93,6 +112,7 @@ class Forwarder:
             if self.link.connected:
                 self._fill()
                 self._events()
+                self.link.flush()
             self._maybe_delete()
         self._flush_deletes()
         self.link.close()
@@ -109,13 +129,11 @@ class Forwarder:
         rows = self.store.next_rows(self.alarm_cursor, self.normal_cursor, free)
         if len(rows) < free:
             self.next_poll = now + IDLE_POLL
+        prefix = self.prefix.encode()
         for row in rows:
-            info = self.client.publish(f"{self.prefix}/{row.device}/up", row.payload, qos=1)
-            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
-                log.error("upstream publish failed: %s", mqtt.error_string(info.rc))
-                break  # cursors not advanced: tried again on the next poll
-            # NO_CONN: paho keeps the message and sends it after the reconnect.
-            self.inflight[info.mid] = row.id
+            mid = self.client.publish_raw(b"%s/%s/up" % (prefix, row.device.encode()),
+                                          row.payload)
+            self.inflight[mid] = row.id
             if row.alarm:
                 self.alarm_cursor = max(self.alarm_cursor, row.id)
             else:
@@ -142,9 +160,11 @@ class Forwarder:
     def _maybe_delete(self) -> None:
         if self.events_acked or (self.acked and (len(self.acked) >= DELETE_AT
                                                   or time.monotonic() >= self.delete_due)):
-            self._flush_deletes()
+            self._flush_deletes(wait=False)
 
-    def _flush_deletes(self) -> None:
+    def _flush_deletes(self, wait: bool = True) -> None:
+        """Delete the acked rows. wait=False (the loop): if the ingress is committing, try
+        again on the next turn instead of sleeping while PUBACKs and rows wait."""
         if self.events_acked:
             ids, self.events_acked = self.events_acked, []
             try:
@@ -155,8 +175,11 @@ class Forwarder:
             return
         ids, self.acked = self.acked, []
         try:
-            self.store.delete(ids)
+            self.store.delete(ids, wait=wait)
         except sqlite3.Error as e:
+            if not wait and getattr(e, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY:
+                self.acked = ids + self.acked
+                return
             # Keep them: deleting later is fine, a row resent after a restart is a duplicate.
             self.acked = ids + self.acked
             self.delete_due = time.monotonic() + 1.0

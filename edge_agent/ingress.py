@@ -1,12 +1,15 @@
 """Ingress: local broker -> validation -> group commit (fsync) -> PUBACK -> end-to-end ack.
 
 Design: one thread owns the local paho client and its own SQLite connection. paho's
-callbacks run inside `client.loop()` on this thread, so on_message only validates and
-appends to `pending`; the same loop commits when `pending` reaches `commit_at_pending`
-(the broker's inflight window: it sends no more until we ack) or when the oldest
-pending message has waited `commit_interval`. While a commit runs (one fsync) the
-network waits, which costs nothing: the broker cannot send past its window anyway.
-No locks, no queue between threads, and a PUBACK can never overtake its commit.
+callbacks run inside `Link.step()` on this thread, so on_message only validates and
+appends to `pending`; the same loop commits as soon as the socket has nothing more to
+read (the broker sent all it had, or all its inflight window allows before our PUBACKs),
+when `pending` reaches `commit_at_pending`, or when the oldest pending message has
+waited `commit_interval`. Under load, messages pile up in the socket while a commit
+runs, so batches grow with the load by themselves; at a trickle each message is
+committed at once. After the commit, all its PUBACKs and end-to-end acks (one per device
+in the batch) leave in one write. No locks, no queue between threads, and a PUBACK can
+never overtake its commit.
 
 The broker session is persistent (fixed client id, clean_session False) and acks are
 manual, so a message the agent has not committed stays at the broker and is delivered
@@ -46,11 +49,10 @@ log = logging.getLogger(__name__)
 
 REGISTRY_REFRESH = 5.0  # seconds between registry reloads (new devices from provisioning)
 EXPIRE_EVERY = 60.0  # seconds between max_age sweeps
-DOWN_INFLIGHT = 1000  # QoS1 acks to nodes in flight to the local broker
 ANNOUNCE_WINDOW = 3600.0  # on connect, resend the acks of devices active this recently
 
 
-@dataclass
+@dataclass(slots=True)
 class Pending:
     mid: int
     qos: int
@@ -110,10 +112,14 @@ class Ingress:
         self._dl_logged: dict[str, float] = {}
         client = make_client(cfg.local, clean_session=False, manual_ack=True)
         # Acks to nodes must not queue behind paho's default window of 20 while the broker
-        # is busy sending us a backlog: a node waits on them to free its outbox.
-        client.max_inflight_messages_set(DOWN_INFLIGHT)
-        client.on_message = self._on_message
-        client.on_publish = self._on_publish
+        # is busy sending us a backlog: a node waits on them to free its outbox. 0 is no
+        # window (one ack per device per commit bounds them), and spares paho a scan of
+        # its in-flight messages on every PUBACK.
+        client.max_inflight_messages_set(0)
+        client.on_fast_message = self._on_message
+        client.on_message = lambda c, u, m: self._on_message(m.topic, bytes(m.payload), m.mid,
+                                                             m.qos)
+        client.on_fast_puback = self.down_inflight.discard
         client.on_subscribe = self._on_subscribe
         self.link = Link("local", cfg.local, client, on_up=self._on_up, on_down=self._on_down)
         self.client = client
@@ -123,6 +129,7 @@ class Ingress:
     def _on_up(self, client: mqtt.Client, session_present: bool) -> None:
         # Subscribe every time: cheap, and right even if the broker lost the session.
         client.subscribe([(f"{self.prefix}/+/up", 1), (f"{self.prefix}/+/status", 1)])
+        self.down_inflight.clear()  # the old connection's: their PUBACKs will never come
         self._announce_acks()
 
     def _announce_acks(self) -> None:
@@ -136,9 +143,12 @@ class Ingress:
             log.info("sent the current acks of %d recently active devices", len(recent))
 
     def _send_ack(self, device: str, acks: dict[int, int]) -> None:
-        info = self.client.publish(f"{self.prefix}/{device}/down", encode_ack(device, acks),
-                                   qos=1)
-        self.down_inflight.add(info.mid)
+        # Built here rather than by paho's publish() (one per device per commit: the
+        # cheaper the better). paho does not resend it after a reconnect; _announce_acks
+        # sends every recent device its current ack then, which supersedes older ones.
+        mid = self.client.publish_raw(f"{self.prefix}/{device}/down".encode(),
+                                      encode_ack(device, acks))
+        self.down_inflight.add(mid)
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any,
                       properties: Any) -> None:
@@ -153,20 +163,15 @@ class Ingress:
         if self.on_link:
             self.on_link("local", False)
 
-    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
-                    properties: Any) -> None:
-        self.down_inflight.discard(mid)
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
         if self.stop.is_set():
             return  # not acked: the broker keeps it for the next run
-        payload = bytes(msg.payload)
-        item = self._check(msg.topic, payload)
-        self.hooks.received(msg.topic.rsplit("/", 1)[-1][:16],
+        item = self._check(topic, payload)
+        self.hooks.received(topic.rsplit("/", 1)[-1][:16],
                             reason_class(item.reason) if isinstance(item, DeadLetter) else None)
         if not self.pending:
             self.deadline = time.monotonic() + self.cfg.commit_interval
-        self.pending.append(Pending(msg.mid, msg.qos, self.link.epoch, item))
+        self.pending.append(Pending(mid, qos, self.link.epoch, item))
 
     def _check(self, topic: str, payload: bytes) -> Item:
         """Validate into a Reading/Status, or a DeadLetter; None for a cleared status."""
@@ -206,7 +211,9 @@ class Ingress:
             if self.pending:  # wake for the commit deadline (or, after a failure, the retry)
                 due = max(self.deadline, self.retry_at)
                 timeout = max(0.0, min(timeout, due - time.monotonic()))
-            self.link.step(timeout)
+            # Read no more than a commit's worth: a bigger batch only makes the forwarder
+            # wait longer for its rows.
+            self.link.step(timeout, max_packets=self.cfg.commit_at_pending - len(self.pending))
             self._maybe_commit()
             if time.monotonic() >= self.next_expire:
                 self.next_expire = time.monotonic() + EXPIRE_EVERY
@@ -250,7 +257,11 @@ class Ingress:
     def _maybe_commit(self) -> None:
         if not self.pending or time.monotonic() < self.retry_at:
             return
-        if len(self.pending) >= self.cfg.commit_at_pending or time.monotonic() >= self.deadline:
+        # The broker has sent all it has, or all its inflight window lets it send before
+        # our PUBACKs (the socket is drained): waiting longer only adds latency. Under
+        # load, messages pile up while a commit runs, so the batches grow by themselves.
+        if (self.client.drained or len(self.pending) >= self.cfg.commit_at_pending
+                or time.monotonic() >= self.deadline):
             self.commit()
 
     def commit(self) -> BatchResult | None:
@@ -274,11 +285,12 @@ class Ingress:
         elapsed = time.monotonic() - t0
         if res.dropped:
             self._note_drops(res.dropped - res.dropped_disk, res.dropped_disk)
-        for p in batch:
-            if p.epoch == self.link.epoch and self.link.connected:
-                self.client.ack(p.mid, p.qos)
+        if self.link.connected:
+            epoch = self.link.epoch
+            self.client.ack_many([p.mid for p in batch if p.qos and p.epoch == epoch])
         for device, acks in res.acks.items():
             self._send_ack(device, acks)
+        self.link.flush()  # the PUBACKs and acks in one write
         if self.on_commit:
             self.on_commit(res, len(batch), elapsed)
         return res

@@ -2,6 +2,13 @@
 
 The owner calls `step()` in its loop; paho's callbacks run inside it, on the owner's
 thread, so the owner's state (pending lists, SQLite connection) needs no locks.
+
+The client is paho's with batched socket I/O (`BatchedClient`): paho reads a packet in
+three recv() calls and writes each packet with two send() calls the moment it is queued;
+at thousands of messages a second those system calls, and the GIL hand-overs around
+each of them, were most of the agent's time. Here a step reads the socket in 64 kB
+chunks and parses every whole packet in them, and everything queued meanwhile (PUBACKs,
+end-to-end acks, forwarded readings) leaves in one send() when the owner flushes.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from typing import Any, cast
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.exception import MalformedPacket
 
 from .config import BrokerConfig
 from .errors import ConfigError
@@ -84,9 +92,227 @@ class Backoff:
         self.failures = 0
 
 
+READ_CHUNK = 65536  # bytes per recv()
+WRITE_HIGH = 4 << 20  # bytes buffered before paho is told the socket would block
+READ_BATCH = 5000  # packets handled per step at most, so the owner's loop keeps turning
+
+
+class BatchedClient(mqtt.Client):
+    """paho's client with a read buffer and a write buffer in front of the socket.
+
+    Reads: `_sock_recv` serves paho's small reads from a buffer refilled 64 kB at a
+    time, so `read_packets()` handles every whole packet a recv() brought. Writes:
+    `_packet_queue` only queues (paho would write at once, and poke its wake-up socket
+    pair); `flush()` moves every queued packet into the write buffer and sends it in as
+    few send() calls as the kernel takes. Nothing is reordered: packets leave in the
+    order they were queued. Uses paho 2.x internals (`_packet_read`, `_packet_write`,
+    `_out_packet`), which paho's own loop is built on; pinned by pyproject (<3).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._rbuf = b""
+        self._rpos = 0
+        self._wbuf = bytearray()
+        # Fast paths (MQTT 3.1.1), set by the owner: on_fast_message(topic, payload, mid,
+        # qos) instead of on_message (no MQTTMessage, no topic matcher, no locks);
+        # on_fast_puback(mid) for PUBACKs of packets sent with publish_raw().
+        self.on_fast_message: Callable[[str, bytes, int, int], None] | None = None
+        self.on_fast_puback: Callable[[int], None] | None = None
+        self.drained = False  # the last read_packets() emptied the socket
+
+    # --- paho's socket hooks ---
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._rpos >= len(self._rbuf):
+            data = super()._sock_recv(READ_CHUNK)  # BlockingIOError when nothing is there
+            if not data:
+                return data  # EOF: paho sees the connection lost
+            self._rbuf, self._rpos = data, 0
+        end = self._rpos + bufsize
+        out = self._rbuf[self._rpos:end]
+        self._rpos = min(end, len(self._rbuf))
+        return out
+
+    def _sock_send(self, buf: bytes | bytearray) -> int:
+        if len(self._wbuf) >= WRITE_HIGH:
+            self._send_buffered()
+            if len(self._wbuf) >= WRITE_HIGH:
+                raise BlockingIOError  # paho keeps the packet and tries again later
+        self._wbuf += buf
+        return len(buf)
+
+    def _sock_close(self) -> None:
+        if self._sock is not None and self._wbuf:
+            self._drain_on_close()
+        self._rbuf, self._rpos, self._wbuf = b"", 0, bytearray()
+        super()._sock_close()
+
+    def _packet_queue(self, command: int, packet: bytes | bytearray, mid: int, qos: int,
+                      info: Any = None) -> mqtt.MQTTErrorCode:
+        self._out_packet.append({"command": command, "mid": mid, "qos": qos, "pos": 0,
+                                 "to_process": len(packet), "packet": packet, "info": info})
+        return mqtt.MQTT_ERR_SUCCESS
+
+    def want_write(self) -> bool:
+        return bool(self._out_packet) or bool(self._wbuf)
+
+    def _packet_read(self) -> mqtt.MQTTErrorCode:
+        """A whole packet already in the buffer is taken in one slice; anything else
+        (a packet cut by the end of a recv()) goes through paho's byte-wise reader."""
+        if self._in_packet["command"] == 0:
+            buf, pos = self._rbuf, self._rpos
+            end = len(buf)
+            i, length, mult = pos + 1, 0, 1
+            while i < end and i - pos <= 4:
+                b = buf[i]
+                i += 1
+                length += (b & 127) * mult
+                mult <<= 7
+                if not b & 128:
+                    if i + length <= end:
+                        self._rpos = i + length
+                        self._in_packet = {"command": buf[pos], "have_remaining": 1,
+                                           "remaining_count": [], "remaining_mult": 1,
+                                           "remaining_length": length,  # read-only:
+                                           "packet": cast(bytearray, buf[i:i + length]),
+                                           "to_process": 0, "pos": 0}
+                        try:
+                            rc = self._packet_handle()
+                        except (MalformedPacket, IndexError):
+                            rc = mqtt.MQTT_ERR_PROTOCOL
+                        self._in_packet = {"command": 0, "have_remaining": 0,
+                                           "remaining_count": [], "remaining_mult": 1,
+                                           "remaining_length": 0, "packet": bytearray(),
+                                           "to_process": 0, "pos": 0}
+                        self._last_bytes_received = mqtt.time_func()
+                        return rc
+                    break
+        return super()._packet_read()
+
+    def _packet_handle(self) -> mqtt.MQTTErrorCode:
+        cmd = self._in_packet["command"]
+        kind = cmd & 0xF0
+        if kind == mqtt.PUBLISH and self.on_fast_message is not None and (cmd & 6) in (0, 2) \
+                and self._protocol != mqtt.MQTTv5:
+            pkt = self._in_packet["packet"]
+            qos = (cmd >> 1) & 3
+            n = (pkt[0] << 8) | pkt[1] if len(pkt) >= 2 else len(pkt)
+            if len(pkt) < 2 + n + 2 * qos:
+                raise MalformedPacket("PUBLISH shorter than its topic and packet id")
+            try:
+                topic = pkt[2:2 + n].decode()
+            except UnicodeDecodeError:
+                return super()._packet_handle()
+            mid = (pkt[2 + n] << 8) | pkt[3 + n] if qos else 0
+            self.on_fast_message(topic, bytes(pkt[4 + n:] if qos else pkt[2 + n:]), mid, qos)
+            if qos and not self._manual_ack:
+                return self._send_puback(mid)
+            return mqtt.MQTT_ERR_SUCCESS
+        if kind == mqtt.PUBACK and self.on_fast_puback is not None and \
+                self._protocol != mqtt.MQTTv5:
+            pkt = self._in_packet["packet"]
+            if len(pkt) < 2:
+                raise MalformedPacket("PUBACK without a packet id")
+            mid = (pkt[0] << 8) | pkt[1]
+            if mid not in self._out_messages:
+                self.on_fast_puback(mid)
+                return mqtt.MQTT_ERR_SUCCESS
+        return super()._packet_handle()
+
+    # --- the owner's calls ---
+
+    def publish_raw(self, topic: bytes, payload: bytes) -> int:
+        """Queue a QoS1 PUBLISH built here; its PUBACK goes to on_fast_puback(mid). paho
+        does not track it: after a reconnect the owner sends it again itself."""
+        mid = self._mid_generate()
+        body = len(topic) + len(payload) + 4
+        head = bytearray(b"\x32")
+        while True:
+            b, body = body & 127, body >> 7
+            head.append(b | 128 if body else b)
+            if not body:
+                break
+        packet = b"".join((head, len(topic).to_bytes(2, "big"), topic,
+                           mid.to_bytes(2, "big"), payload))
+        self._out_packet.append({"command": mqtt.PUBLISH, "mid": mid, "qos": 1, "pos": 0,
+                                 "to_process": len(packet), "packet": packet, "info": None})
+        return mid
+
+    def ack_many(self, mids: list[int]) -> None:
+        """Queue the PUBACKs of many received QoS1 messages as one write."""
+        if mids:
+            packet = b"".join(b"\x40\x02" + m.to_bytes(2, "big") for m in mids)
+            self._out_packet.append({"command": mqtt.PUBACK, "mid": 0, "qos": 0, "pos": 0,
+                                     "to_process": len(packet), "packet": packet,
+                                     "info": None})
+
+    def buffered(self) -> int:
+        """Bytes received and not parsed yet (a TLS socket's decrypted ones included):
+        select() would not signal them."""
+        n = len(self._rbuf) - self._rpos
+        pending = getattr(self._sock, "pending", None)
+        return n + (pending() if pending is not None else 0)
+
+    def read_packets(self, limit: int = READ_BATCH) -> mqtt.MQTTErrorCode:
+        """Handle up to `limit` packets: what is buffered, then what the socket has.
+        `drained` tells whether it stopped because the socket had nothing more."""
+        self.drained = False
+        for _ in range(limit):
+            if self._sock is None:
+                return mqtt.MQTT_ERR_NO_CONN
+            rc = self._packet_read()
+            if rc == mqtt.MQTT_ERR_AGAIN:
+                self.drained = True
+                return mqtt.MQTT_ERR_SUCCESS
+            if rc > 0:
+                return self._loop_rc_handle(rc)
+        return mqtt.MQTT_ERR_SUCCESS
+
+    def flush(self) -> mqtt.MQTTErrorCode:
+        """Send what is queued: paho's packets into the buffer, the buffer to the socket."""
+        if self._sock is None:
+            return mqtt.MQTT_ERR_NO_CONN
+        if self._out_packet:
+            rc = self._packet_write()  # into _wbuf, through _sock_send
+            if rc > 0 and rc != mqtt.MQTT_ERR_AGAIN:
+                return self._loop_rc_handle(rc)
+            if self._sock is None:  # it wrote a DISCONNECT and closed
+                return mqtt.MQTT_ERR_SUCCESS
+        return self._send_buffered()
+
+    def _send_buffered(self) -> mqtt.MQTTErrorCode:
+        while self._wbuf and self._sock is not None:
+            try:
+                n = super()._sock_send(self._wbuf)
+            except BlockingIOError:
+                return mqtt.MQTT_ERR_SUCCESS  # the rest when select() says writable
+            except OSError:
+                return self._loop_rc_handle(mqtt.MQTT_ERR_CONN_LOST)
+            del self._wbuf[:n]
+        return mqtt.MQTT_ERR_SUCCESS
+
+    def _drain_on_close(self, timeout: float = 1.0) -> None:
+        """Before closing: send what is buffered (a DISCONNECT, the last PUBACKs)."""
+        sock = self._sock
+        deadline = time.monotonic() + timeout
+        while self._wbuf and sock is not None and time.monotonic() < deadline:
+            try:
+                n = sock.send(self._wbuf)
+            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                try:
+                    select.select([], [sock], [], 0.05)
+                except (OSError, ValueError, TypeError):
+                    return
+                continue
+            except OSError:
+                return
+            del self._wbuf[:n]
+
+
 def make_client(cfg: BrokerConfig, *, clean_session: bool, manual_ack: bool = False
-                ) -> mqtt.Client:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id,
+                ) -> BatchedClient:
+    client = BatchedClient(CallbackAPIVersion.VERSION2, client_id=cfg.client_id,
                          clean_session=clean_session, protocol=mqtt.MQTTv311,
                          manual_ack=manual_ack)
     if cfg.url.tls:
@@ -108,7 +334,7 @@ class Link:
     connection a received message (and its packet id) belongs to.
     """
 
-    def __init__(self, name: str, cfg: BrokerConfig, client: mqtt.Client,
+    def __init__(self, name: str, cfg: BrokerConfig, client: BatchedClient,
                  on_up: Callable[[mqtt.Client, bool], None] | None = None,
                  on_down: Callable[[], None] | None = None) -> None:
         self.name, self.cfg, self.client = name, cfg, client
@@ -152,7 +378,8 @@ class Link:
             if self.on_down:
                 self.on_down()
 
-    def step(self, timeout: float, waker: Waker | None = None) -> None:
+    def step(self, timeout: float, waker: Waker | None = None,
+             max_packets: int = READ_BATCH) -> None:
         """Run the network for up to `timeout` seconds, (re)connecting when it is time;
         a `waker` set by another thread ends the wait early."""
         if self.client.socket() is None:
@@ -167,24 +394,37 @@ class Link:
             except (OSError, ssl.SSLError) as e:
                 self._lost(f"cannot connect ({e.strerror or e})")
                 return
-        if waker is not None and timeout > 0:
+        if timeout > 0:
             self._wait(timeout, waker)
-            timeout = 0.0
-        rc = self.client.loop(timeout)
+        c = self.client
+        rc = c.read_packets(max(1, max_packets))
+        if rc == mqtt.MQTT_ERR_SUCCESS and c.want_write():
+            rc = c.flush()
+        if rc == mqtt.MQTT_ERR_SUCCESS and c.socket() is not None:
+            rc = c.loop_misc()  # keepalive
+        if rc == mqtt.MQTT_ERR_SUCCESS and c.socket() is None:
+            rc = mqtt.MQTT_ERR_CONN_LOST
         if rc != mqtt.MQTT_ERR_SUCCESS:
             self._lost(f"connection lost ({mqtt.error_string(rc)})")
 
-    def _wait(self, timeout: float, waker: Waker) -> None:
-        """Wait for the socket (readable, or writable when paho has something to send) or
-        the waker; paho's loop(0) then does the work. TLS may hold decrypted bytes the
-        socket no longer signals: then do not wait at all."""
+    def flush(self) -> None:
+        """Send what the owner queued (acks, publishes) now rather than at the next step."""
+        if self.client.socket() is None:
+            return
+        rc = self.client.flush()
+        if rc != mqtt.MQTT_ERR_SUCCESS:
+            self._lost(f"connection lost ({mqtt.error_string(rc)})")
+
+    def _wait(self, timeout: float, waker: Waker | None) -> None:
+        """Wait for the socket (readable, or writable when something is queued) or the
+        waker. Bytes already buffered (ours, or TLS's decrypted ones) are not signalled
+        by the socket: then do not wait at all."""
         sock = cast(socket.socket | None, self.client.socket())
-        if sock is None or waker.is_set():
+        if sock is None or (waker is not None and waker.is_set()):
             return
-        pending = getattr(sock, "pending", None)
-        if pending is not None and pending() > 0:
+        if self.client.buffered() > 0:
             return
-        rlist: list[Any] = [sock, waker]
+        rlist: list[Any] = [sock] if waker is None else [sock, waker]
         wlist = [sock] if self.client.want_write() else []
         try:
             select.select(rlist, wlist, [], timeout)
@@ -195,9 +435,14 @@ class Link:
         """Send DISCONNECT (after what is queued) and close the socket."""
         if self.client.socket() is None:
             return
-        self.client.disconnect()
+        c = self.client
+        c.disconnect()  # queued behind what is already queued; closes once written
         deadline = time.monotonic() + timeout
-        while self.client.socket() is not None and time.monotonic() < deadline:
-            if self.client.loop(0.05) != mqtt.MQTT_ERR_SUCCESS:
+        while c.socket() is not None and time.monotonic() < deadline:
+            rc = c.flush()
+            if rc == mqtt.MQTT_ERR_SUCCESS and c.socket() is not None:
+                self._wait(0.05, None)
+                rc = c.read_packets()
+            if rc != mqtt.MQTT_ERR_SUCCESS:
                 break
         self.connected = False

@@ -34,6 +34,7 @@ from .registry import REGISTRY_DDL, load_devices
 from .validate import DeviceInfo, Reading, Status
 
 SCHEMA_VERSION = 2
+BUSY_TIMEOUT_MS = 30_000  # how long a connection waits for another one's write lock
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
@@ -217,8 +218,8 @@ class Store:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             if not self.path.exists():
                 os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-            self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0,
-                                        check_same_thread=True)
+            self.conn = sqlite3.connect(self.path, isolation_level=None,
+                                        timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=True)
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             self._migrate()
@@ -261,6 +262,29 @@ class Store:
     def close(self) -> None:
         self.conn.close()
 
+    def _begin(self, patient: bool = True) -> None:
+        """BEGIN IMMEDIATE, waiting for another connection's write lock in steps of 0.2 ms
+        to 5 ms: SQLite's own busy handler sleeps 1, 2, 5, 10 ms..., which made the ingress
+        and the forwarder stall on each other's short transactions. patient=False: raise
+        SQLITE_BUSY at once."""
+        c = self.conn
+        c.execute("PRAGMA busy_timeout = 0")
+        try:
+            delay = 0.0002
+            deadline = time.monotonic() + (BUSY_TIMEOUT_MS / 1000 if patient else 0.0)
+            while True:
+                try:
+                    c.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as e:
+                    if (getattr(e, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_BUSY
+                            or time.monotonic() >= deadline):
+                        raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.005)
+        finally:
+            c.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
     @contextlib.contextmanager
     def _tx(self) -> Iterator[None]:
         """One write transaction (the connection is in autocommit mode)."""
@@ -285,18 +309,19 @@ class Store:
         boots: dict[tuple[str, int], _Boot] = {}
         counts: dict[str, int] = {}
         c = self.conn
-        c.execute("BEGIN IMMEDIATE")
+        self._begin()
         try:
+            self._prefetch_boots(boots, items)
             latest_boot: dict[str, int] = {}
+            rows: list[tuple[str, int, int, int, float, bytes]] = []
             for item in items:
                 if isinstance(item, Reading):
                     if item.lo is not None:
                         self._raise_floor(boots, item.device, item.boot, item.lo - 1)
                     if self._close(boots, item.device, item.boot, item.seq):
-                        c.execute("INSERT INTO readings (device, boot, seq, alarm, received_at,"
-                                  " payload) VALUES (?, ?, ?, ?, ?, ?)",
-                                  (item.device, item.boot, item.seq, int(item.alarm), now,
-                                   item.payload))
+                        # Inserted together below, in this order: ids follow arrival.
+                        rows.append((item.device, item.boot, item.seq, int(item.alarm), now,
+                                     item.payload))
                         res.outcomes.append("stored")
                     else:
                         res.outcomes.append("duplicate")
@@ -315,13 +340,14 @@ class Store:
                     res.outcomes.append("status")
                 else:
                     res.outcomes.append("ignored")
+            c.executemany("INSERT INTO readings (device, boot, seq, alarm, received_at, payload)"
+                          " VALUES (?, ?, ?, ?, ?, ?)", rows)
             out = res.outcomes
             counts[STORED] = out.count("stored")
             counts[DUPLICATES] = out.count("duplicate") + out.count("dead_duplicate")
             counts[DEAD_LETTERS] = out.count("dead")
             res.acks = self._save_boots(boots, now)
-            for dev, boot in latest_boot.items():
-                self._seen(dev, boot, now)
+            self._seen_many(list(latest_boot.items()), now)
             counts[DROPPED_OVERFLOW], counts[DROPPED_DISK] = self._enforce_size()
             res.dropped = counts[DROPPED_OVERFLOW] + counts[DROPPED_DISK]
             res.dropped_disk = counts[DROPPED_DISK]
@@ -339,15 +365,39 @@ class Store:
                     ) -> dict[str, dict[int, int]]:
         """Write the ack state the batch changed; return the acks to send."""
         acks: dict[str, dict[int, int]] = {}
+        dirty = []
         for (dev, boot), st in boots.items():
             if st.dirty:
-                self.conn.execute(
-                    "INSERT INTO ack_state (device, boot, hw, updated_at) VALUES (?, ?, ?, ?)"
-                    " ON CONFLICT (device, boot) DO UPDATE SET hw = excluded.hw,"
-                    " updated_at = excluded.updated_at", (dev, boot, st.hw, now))
+                dirty.append((dev, boot, st.hw, now))
             if st.hw >= 1:
                 acks.setdefault(dev, {})[boot] = st.hw
+        self.conn.executemany(
+            "INSERT INTO ack_state (device, boot, hw, updated_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (device, boot) DO UPDATE SET hw = excluded.hw,"
+            " updated_at = excluded.updated_at", dirty)
         return acks
+
+    def _prefetch_boots(self, boots: dict[tuple[str, int], _Boot], items: Sequence[Item]
+                        ) -> None:
+        """The ack state of every (device, boot) in a batch, in a few queries rather than
+        two per pair (a batch of 200 devices would otherwise cost 400 lookups)."""
+        pairs = {(it.device, it.boot) for it in items if isinstance(it, Reading)}
+        pairs.update(it.identity[:2] for it in items
+                     if isinstance(it, DeadLetter) and it.identity is not None)
+        pairs.difference_update(boots)
+        todo = list(pairs)
+        for i in range(0, len(todo), 400):
+            part = todo[i:i + 400]
+            values = ",".join("(?, ?)" for _ in part)
+            args = [x for pair in part for x in pair]
+            hw = {(d, b): h for d, b, h in self.conn.execute(
+                f"SELECT device, boot, hw FROM ack_state WHERE (device, boot) IN"
+                f" (VALUES {values})", args)}
+            ahead = set(self.conn.execute(
+                f"SELECT DISTINCT device, boot FROM ack_ahead WHERE (device, boot) IN"
+                f" (VALUES {values})", args).fetchall())
+            for pair in part:
+                boots[pair] = _Boot(hw.get(pair, 0), pair in ahead)
 
     def _boot(self, boots: dict[tuple[str, int], _Boot], device: str, boot: int) -> _Boot:
         st = boots.get((device, boot))
@@ -408,10 +458,13 @@ class Store:
                                  " LIMIT 1", (device, boot)).fetchone() is not None
 
     def _seen(self, dev: str, boot: int, now: float) -> None:
+        self._seen_many([(dev, boot)], now)
+
+    def _seen_many(self, devices: list[tuple[str, int]], now: float) -> None:
         """last_seen, and the observed interval: an EWMA of the gaps between messages, each
         gap capped at twice the estimate so one outage does not make the device look slow
         for hours; bursts (gaps < MIN_INTERVAL_SAMPLE) are ignored."""
-        self.conn.execute(
+        self.conn.executemany(
             "INSERT INTO device_state (device, last_seen, boot) VALUES (?1, ?2, ?3)"
             " ON CONFLICT (device) DO UPDATE SET"
             " seen_interval = CASE WHEN last_seen IS NULL OR ?2 - last_seen < ?4"
@@ -420,7 +473,7 @@ class Store:
             " seen_samples = coalesce(seen_samples, 0)"
             "   + (last_seen IS NOT NULL AND ?2 - last_seen >= ?4),"
             " last_seen = ?2, boot = max(coalesce(boot, 0), ?3)",
-            (dev, now, boot, MIN_INTERVAL_SAMPLE))
+            [(dev, now, boot, MIN_INTERVAL_SAMPLE) for dev, boot in devices])
 
     def _status(self, st: Status, now: float) -> None:
         f = st.fields
@@ -732,12 +785,14 @@ class Store:
                 " AND id > ? ORDER BY id LIMIT ?", (after_normal, limit - len(rows))).fetchall()
         return [Row(r[0], r[1], r[2], r[3], bool(r[4]), r[5]) for r in rows]
 
-    def delete(self, ids: Sequence[int]) -> int:
-        """Delete forwarded rows (acknowledged upstream) in one transaction."""
+    def delete(self, ids: Sequence[int], wait: bool = True) -> int:
+        """Delete forwarded rows (acknowledged upstream) in one transaction. wait=False:
+        raise sqlite3.OperationalError (SQLITE_BUSY) at once if the ingress holds the write
+        lock, rather than sleep in SQLite's busy handler (1 ms, 2 ms, 5 ms...)."""
         if not ids:
             return 0
         c = self.conn
-        c.execute("BEGIN IMMEDIATE")
+        self._begin(patient=wait)
         try:
             n = self._delete_ids(ids)
             self._count({FORWARDED: n})

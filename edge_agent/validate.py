@@ -173,55 +173,68 @@ def _check_body(env: dict[int, Any], device: str, boot: int, seq: int,
     return Reading(device, boot, seq, role, alarm, payload, lo)
 
 
+_NUMBER_LABELS = frozenset({wire.BT, wire.T})
+_TEXT_LABELS = frozenset({wire.BU, wire.U, wire.N})
+_VALUE_LABELS = frozenset(wire.VALUE_LABELS)
+
+
 def _check_pack(pack: list[Any], role: str, has_ut: bool) -> bool:
     """Check every record; return whether the pack is an alarm."""
     base_unit: str | None = None
     events: list[str] = []
     zone: str | None = None
+    labels, number_labels, text_labels = wire.LABELS, _NUMBER_LABELS, _TEXT_LABELS
+    value_labels, names = _VALUE_LABELS, wire.NAMES
     for i, rec in enumerate(pack):
-        where = f"pack[{i}]"
-        if not isinstance(rec, dict):
-            raise Rejected(f"{where}: record is a {_kind(rec)}, not a map")
+        if type(rec) is not dict and not isinstance(rec, dict):
+            raise Rejected(f"pack[{i}]: record is a {_kind(rec)}, not a map")
+        present = 0
+        value_label = 0
         for label, value in rec.items():
-            if type(label) is not int or label not in wire.LABELS:
-                raise Rejected(f"{where}: unknown label {str(label)[:20]}")
-            if label == wire.BN:
-                raise Rejected(f"{where}: bn is not sent on the wire")
-            if label in (wire.BT, wire.T) and not _is_number(value):
-                raise Rejected(f"{where}: {'bt' if label == wire.BT else 't'}: not a number")
-            if label in (wire.BU, wire.U, wire.N) and not isinstance(value, str):
-                raise Rejected(f"{where}: label {label}: not a text string")
+            if type(label) is not int or label not in labels:
+                raise Rejected(f"pack[{i}]: unknown label {str(label)[:20]}")
+            if label in value_labels:
+                present += 1
+                value_label = label
+            elif label == wire.BN:
+                raise Rejected(f"pack[{i}]: bn is not sent on the wire")
+            elif label in number_labels:
+                if not _is_number(value):
+                    raise Rejected(f"pack[{i}]: {'bt' if label == wire.BT else 't'}: "
+                                   "not a number")
+            elif label in text_labels and not isinstance(value, str):
+                raise Rejected(f"pack[{i}]: label {label}: not a text string")
         if wire.BT in rec and has_ut:
-            raise Rejected(f"{where}: bt and ut together")
+            raise Rejected(f"pack[{i}]: bt and ut together")
         if i == 0 and wire.BT not in rec and not has_ut:
             raise Rejected("pack[0]: no bt and no ut")
         if wire.BU in rec:
             base_unit = rec[wire.BU]
         name = rec.get(wire.N)
         if name is None:
-            raise Rejected(f"{where}: no name")
-        spec = wire.NAMES.get(name)
+            raise Rejected(f"pack[{i}]: no name")
+        spec = names.get(name)
         if spec is None:
-            raise Rejected(f"{where}: unknown name {name[:20]!r}")
-        roles, unit, value_label = spec
+            raise Rejected(f"pack[{i}]: unknown name {name[:20]!r}")
+        roles, unit, want = spec
         if role not in roles:
-            raise Rejected(f"{where}: {name} not allowed for {role}")
-        present = [lb for lb in wire.VALUE_LABELS if lb in rec]
-        if present != [value_label]:
-            raise Rejected(f"{where}: {name} needs exactly one {_LABEL_NAMES[value_label]}")
-        value = rec[value_label]
-        _check_value(where, name, value_label, value)
+            raise Rejected(f"pack[{i}]: {name} not allowed for {role}")
+        if present != 1 or value_label != want:
+            raise Rejected(f"pack[{i}]: {name} needs exactly one {_LABEL_NAMES[want]}")
+        value = rec[want]
+        if want != wire.V or not _is_number(value) or name == "track":
+            _check_value(f"pack[{i}]", name, want, value)
         got_unit = rec.get(wire.U, base_unit if unit is not None else None)
-        if wire.U in rec and unit is None:
-            raise Rejected(f"{where}: {name} has no unit, got {rec[wire.U][:10]!r}")
+        if unit is None and wire.U in rec:
+            raise Rejected(f"pack[{i}]: {name} has no unit, got {rec[wire.U][:10]!r}")
         if got_unit is not None and got_unit != unit:
-            raise Rejected(f"{where}: {name} unit must be {unit}, got {got_unit[:10]!r}")
+            raise Rejected(f"pack[{i}]: {name} unit must be {unit}, got {got_unit[:10]!r}")
         if name == "event":
             kind = wire.EVENTS.get(value)
             if kind is None:
-                raise Rejected(f"{where}: unknown event {value[:20]!r}")
+                raise Rejected(f"pack[{i}]: unknown event {value[:20]!r}")
             if role not in kind[0]:
-                raise Rejected(f"{where}: event {value} not allowed for {role}")
+                raise Rejected(f"pack[{i}]: event {value} not allowed for {role}")
             events.append(value)
         elif name == "zone":
             zone = value
@@ -230,12 +243,13 @@ def _check_pack(pack: list[Any], role: str, has_ut: bool) -> bool:
 
 
 _LABEL_NAMES = {wire.V: "v", wire.VS: "vs", wire.VB: "vb", wire.VD: "vd"}
+_VALUE_OK: dict[int, Callable[[Any], bool]] = {
+    wire.V: _is_number, wire.VS: lambda x: isinstance(x, str),
+    wire.VB: lambda x: isinstance(x, bool), wire.VD: lambda x: isinstance(x, bytes)}
 
 
 def _check_value(where: str, name: str, label: int, value: Any) -> None:
-    ok = {wire.V: _is_number, wire.VS: lambda x: isinstance(x, str),
-          wire.VB: lambda x: isinstance(x, bool), wire.VD: lambda x: isinstance(x, bytes)}
-    if not ok[label](value):
+    if not _VALUE_OK[label](value):
         if isinstance(value, float) and label == wire.V:
             raise Rejected(f"{where}: {name}: v is not finite")
         raise Rejected(f"{where}: {name}: {_LABEL_NAMES[label]} must not be {_kind(value)}")

@@ -26,7 +26,8 @@ def test_defaults_follow_the_issue(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert cfg.upstream is None
     assert cfg.data_dir == tmp_path / "state" / "edge-agent"
     assert cfg.local.topic_prefix == "nodes"
-    assert (cfg.commit_interval, cfg.commit_at_pending, cfg.upstream_inflight) == (0.1, 20, 100)
+    # issue #5: a commit's batch and the upstream window sized for throughput
+    assert (cfg.commit_interval, cfg.commit_at_pending, cfg.upstream_inflight) == (0.1, 500, 1000)
     assert cfg.accept_unknown is False
 
 
@@ -112,6 +113,8 @@ reserve_bytes = 0
                                           "got 'nodes/+'"),
     ("[upstream]\nurl = 'mqtt://x:1'\npassword_file = '/nonexistent/pw'",
      "config.toml: upstream.password_file: no readable file at '/nonexistent/pw'"),
+    ("[upstream]\ninflight = 40000", "config.toml: upstream.inflight: must be an integer "
+                                     "1..30000, got 40000"),
     ("[commit]\nat_pending = 2.5", "config.toml: commit.at_pending: must be a positive integer, "
                                    "got 2.5"),
     ("metrics_port = 70000", "config.toml: metrics_port: must be a port number 0..65535 "

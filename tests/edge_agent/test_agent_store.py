@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -322,3 +324,52 @@ def test_full_database_makes_room_from_the_oldest_normal_rows(tmp_path: Path) ->
     s = Store(tmp_path / "a.db", limits)
     assert s.disk_cap is None
     s.close()
+
+
+def _hold_write_lock(path: Path, seconds: float) -> threading.Thread:
+    """Another writer (its own thread and connection) holding the write lock a while."""
+    locked = threading.Event()
+
+    def hold() -> None:
+        c = sqlite3.connect(path, isolation_level=None)
+        c.execute("BEGIN IMMEDIATE")
+        locked.set()
+        time.sleep(seconds)
+        c.execute("COMMIT")
+        c.close()
+
+    t = threading.Thread(target=hold)
+    t.start()
+    assert locked.wait(10)
+    return t
+
+
+def test_a_busy_write_lock_is_waited_for_by_commits_and_skipped_by_deletes(
+        tmp_path: Path) -> None:
+    """Ingress and forwarder write the same file: the forwarder's delete gives up at once
+    while another writer holds the lock (it tries again on its next loop turn); a commit
+    or a patient delete waits for the lock and goes through once it is free."""
+    db = tmp_path / "agent.db"
+    ingress = Store(db)
+    forwarder = Store(db, durable=False)
+    try:
+        ingress.insert_batch([R(1), R(2)])
+        ids = [r.id for r in forwarder.next_rows(0, 0, 10)]
+        holder = _hold_write_lock(db, 0.5)
+        t0 = time.monotonic()
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            forwarder.delete(ids, wait=False)
+        assert time.monotonic() - t0 < 0.4
+        assert forwarder.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 30_000
+        assert forwarder.delete(ids) == 2  # patient: waits for the other COMMIT
+        assert time.monotonic() - t0 >= 0.4
+        holder.join()
+        holder = _hold_write_lock(db, 0.5)
+        t0 = time.monotonic()
+        assert ingress.insert_batch([R(3)]).acks == {"wl-1": {1: 3}}
+        assert time.monotonic() - t0 >= 0.4
+        holder.join()
+        assert stored_keys(ingress) == [("wl-1", 1, 3)]
+    finally:
+        ingress.close()
+        forwarder.close()
