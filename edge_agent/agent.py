@@ -68,7 +68,7 @@ class Agent:
 
     def _run_ingress(self, store: Store) -> None:
         def on_commit(res: BatchResult, n: int, secs: float) -> None:
-            if any(o == "stored" for o in res.outcomes):
+            if any(o in ("stored", "status") for o in res.outcomes):
                 self.wake.set()
             self.hooks.committed(res, n, secs)
         self.ingress = Ingress(self.cfg, store, self.stop_ingress, on_commit, self.hooks.link,

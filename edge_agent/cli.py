@@ -159,6 +159,9 @@ def _print_status(cfg: Config, store: Store, now: float, limit: int) -> None:
                  "dead_letters_replayed"):
         _show(name, counters.get(name, 0))
     _show("dlq now", store.dead_letter_count())
+    _show("statuses", f"{len(store.pending_statuses())} waiting for upstream,"
+                      f" {counters.get('statuses_forwarded', 0)} forwarded,"
+                      f" {counters.get('statuses_replaced', 0)} replaced by a newer one unsent")
     devices = store.device_states()
     j = judge(store.fleet(), now, cfg.offline_multiple, heard_from)
     unknown = len(devices) - j.online - j.offline

@@ -33,6 +33,11 @@ Example file (every key optional):
                                   # max_inflight_messages, 1000 in gateway.conf); a commit
                                   # also starts as soon as the broker has nothing more to send
 
+    [ack]
+    min_interval = 0.2            # seconds between two end-to-end acks to one device, at
+                                  # least: a device acked more recently gets its ack when the
+                                  # interval has passed (0: one ack per device per commit)
+
     [queue]
     max_rows = 1000000
     max_bytes = 1073741824
@@ -95,6 +100,7 @@ class Config:
     upstream_inflight: int = 1000
     commit_interval: float = 0.1
     commit_at_pending: int = 500
+    ack_min_interval: float = 0.2
     max_rows: int = 1_000_000
     max_bytes: int = 1 << 30
     max_age: float = 30 * 86400.0
@@ -147,6 +153,12 @@ def _port_or_zero(v: Any) -> int:
 def _positive_number(v: Any) -> float:
     if type(v) not in (int, float) or not v > 0 or v == float("inf"):
         raise ValueError(f"must be a positive number, got {v!r}")
+    return float(v)
+
+
+def _non_negative_number(v: Any) -> float:
+    if type(v) not in (int, float) or not 0 <= v < float("inf"):
+        raise ValueError(f"must be a number >= 0, got {v!r}")
     return float(v)
 
 
@@ -216,6 +228,7 @@ SPEC: dict[str, Callable[[Any], Any]] = {
     "upstream.publish_events": _boolean,
     **{f"upstream.{k}": f for k, f in _BROKER_KEYS.items()},
     "commit.interval": _positive_number, "commit.at_pending": _positive_int,
+    "ack.min_interval": _non_negative_number,
     "queue.max_rows": _positive_int, "queue.max_bytes": _positive_int,
     "queue.max_age": _positive_number, "queue.max_dead_letters": _positive_int,
     "queue.max_db_bytes": _non_negative_int, "queue.reserve_bytes": _non_negative_int,
@@ -230,7 +243,7 @@ def _defaults() -> dict[str, Any]:
         "local.topic_prefix": "nodes", "local.max_message_bytes": 16384, "local.keepalive": 30,
         "upstream.url": None, "upstream.client_id": _default_upstream_client_id(),
         "upstream.topic_prefix": "nodes", "upstream.inflight": 1000, "upstream.keepalive": 30,
-        "commit.interval": 0.1, "commit.at_pending": 500,
+        "commit.interval": 0.1, "commit.at_pending": 500, "ack.min_interval": 0.2,
         "queue.max_rows": 1_000_000, "queue.max_bytes": 1 << 30,
         "queue.max_age": 30 * 86400.0, "queue.max_dead_letters": 10_000,
         "queue.max_db_bytes": 0, "queue.reserve_bytes": 4 << 20,
@@ -238,7 +251,7 @@ def _defaults() -> dict[str, Any]:
     }
 
 
-SECTIONS = ("local", "upstream", "commit", "queue")
+SECTIONS = ("local", "upstream", "commit", "ack", "queue")
 
 
 def _flatten(source: str, table: dict[str, Any]) -> Iterable[tuple[str, Any]]:
@@ -320,6 +333,7 @@ def _build(values: dict[str, Any], sources: dict[str, str]) -> Config:
         max_message_bytes=values["local.max_message_bytes"],
         upstream_inflight=values["upstream.inflight"],
         commit_interval=values["commit.interval"], commit_at_pending=values["commit.at_pending"],
+        ack_min_interval=values["ack.min_interval"],
         max_rows=values["queue.max_rows"], max_bytes=values["queue.max_bytes"],
         max_age=values["queue.max_age"], max_dead_letters=values["queue.max_dead_letters"],
         max_db_bytes=values["queue.max_db_bytes"], reserve_bytes=values["queue.reserve_bytes"],

@@ -14,6 +14,13 @@ acked rows are deleted and every row still in the store is sent again from the s
 (alarms first), as after a restart. Both may duplicate a reading upstream (at most the
 window, plus the acked rows not deleted yet after a crash); neither can lose one.
 
+Node statuses go out ahead of the readings on `<upstream prefix>/<device>/status`, QoS1,
+retained (the upstream keeps every device's latest status), byte for byte. The store
+holds the latest unsent status per device, each with an id that grows with every new one;
+a status is deleted on the PUBACK of that id, so one that a newer status replaced while
+in flight stays queued and is sent next: per device, statuses leave in order, and the
+last one the upstream retains is the device's latest.
+
 Fleet events (a device went offline or came back, see fleet.py) go out the same way on
 `<upstream prefix>/<device>/event`, QoS1, and are marked published on their PUBACK.
 """
@@ -63,6 +70,9 @@ class Forwarder:
         self.delete_due = 0.0
         self.alarm_cursor = 0  # highest alarm id handed to paho
         self.normal_cursor = 0  # highest normal id handed to paho
+        self.status_inflight: dict[int, int] = {}  # paho mid -> status_out.id
+        self.status_cursor = 0  # highest status id handed to paho
+        self.status_acked: list[int] = []
         self.next_poll = 0.0
         self.publish_events = cfg.publish_events
         self.event_inflight: dict[int, int] = {}  # paho mid -> events.id
@@ -86,8 +96,9 @@ class Forwarder:
         store (paho resends the events itself). The acked ones are deleted first, so only
         the unacknowledged ones (at most the window) can reach the upstream twice."""
         self.inflight.clear()
+        self.status_inflight.clear()
         self._flush_deletes()
-        self.alarm_cursor = self.normal_cursor = 0
+        self.alarm_cursor = self.normal_cursor = self.status_cursor = 0
         self.next_poll = 0.0
         if self.on_link:
             self.on_link("upstream", True)
@@ -104,6 +115,12 @@ class Forwarder:
             if not self.acked:
                 self.delete_due = time.monotonic() + DELETE_EVERY
             self.acked.append(rid)
+            return
+        sid = self.status_inflight.pop(mid, None)
+        if sid is not None:
+            if not self.acked and not self.status_acked:
+                self.delete_due = time.monotonic() + DELETE_EVERY
+            self.status_acked.append(sid)
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -119,17 +136,24 @@ class Forwarder:
         self._flush_deletes()
 
     def _fill(self) -> None:
-        free = self.window - len(self.inflight)
+        free = self.window - len(self.inflight) - len(self.status_inflight)
         if free <= 0:
             return
         now = time.monotonic()
         if now < self.next_poll and not self.wake.is_set():
             return
         self.wake.clear()
-        rows = self.store.next_rows(self.alarm_cursor, self.normal_cursor, free)
+        prefix = self.prefix.encode()
+        statuses = self.store.next_statuses(self.status_cursor, free)
+        for st in statuses:
+            mid = self.client.publish_raw(b"%s/%s/status" % (prefix, st.device.encode()),
+                                          st.payload, retain=True)
+            self.status_inflight[mid] = st.id
+            self.status_cursor = max(self.status_cursor, st.id)
+        free -= len(statuses)
+        rows = self.store.next_rows(self.alarm_cursor, self.normal_cursor, free) if free else []
         if len(rows) < free:
             self.next_poll = now + IDLE_POLL
-        prefix = self.prefix.encode()
         for row in rows:
             mid = self.client.publish_raw(b"%s/%s/up" % (prefix, row.device.encode()),
                                           row.payload)
@@ -158,8 +182,9 @@ class Forwarder:
             self.event_cursor = ev["id"]
 
     def _maybe_delete(self) -> None:
-        if self.events_acked or (self.acked and (len(self.acked) >= DELETE_AT
-                                                  or time.monotonic() >= self.delete_due)):
+        acked = len(self.acked) + len(self.status_acked)
+        if self.events_acked or (acked and (acked >= DELETE_AT
+                                            or time.monotonic() >= self.delete_due)):
             self._flush_deletes(wait=False)
 
     def _flush_deletes(self, wait: bool = True) -> None:
@@ -171,19 +196,20 @@ class Forwarder:
                 self.store.mark_published(ids)
             except sqlite3.Error as e:
                 log.error("marking %d events published failed: %s", len(ids), e)
-        if not self.acked:
+        if not self.acked and not self.status_acked:
             return
         ids, self.acked = self.acked, []
+        sids, self.status_acked = self.status_acked, []
         try:
-            self.store.delete(ids, wait=wait)
+            self.store.delete(ids, wait=wait, status_ids=sids)
         except sqlite3.Error as e:
-            if not wait and getattr(e, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY:
-                self.acked = ids + self.acked
-                return
             # Keep them: deleting later is fine, a row resent after a restart is a duplicate.
             self.acked = ids + self.acked
+            self.status_acked = sids + self.status_acked
+            if not wait and getattr(e, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY:
+                return
             self.delete_due = time.monotonic() + 1.0
-            log.error("deleting %d forwarded rows failed: %s", len(ids), e)
+            log.error("deleting %d forwarded rows failed: %s", len(ids) + len(sids), e)
             return
-        if self.on_forwarded:
+        if ids and self.on_forwarded:
             self.on_forwarded(len(ids))

@@ -11,6 +11,12 @@ committed at once. After the commit, all its PUBACKs and end-to-end acks (one pe
 in the batch) leave in one write. No locks, no queue between threads, and a PUBACK can
 never overtake its commit.
 
+End-to-end acks are coalesced per device: a device that had no ack in the last
+`ack.min_interval` seconds gets its ack right after the commit; one acked more recently
+gets a single ack, covering every commit since, once the interval has passed. A node
+keeps its records until acked, so a later ack loses nothing; a fast device gets a few
+acks a second instead of one per commit, a slow one sees no change.
+
 The broker session is persistent (fixed client id, clean_session False) and acks are
 manual, so a message the agent has not committed stays at the broker and is delivered
 again after a crash or a reconnect; the store deduplicates it and it is acked again.
@@ -25,6 +31,7 @@ broker keeps what is not acked.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import sqlite3
 import threading
@@ -109,11 +116,15 @@ class Ingress:
         self.devices_at = 0.0
         self.next_expire = time.monotonic() + 1.0
         self.down_inflight: set[int] = set()
+        self.ack_interval = cfg.ack_min_interval
+        self.last_ack: dict[str, float] = {}  # device -> monotonic time of its last ack
+        self.deferred: dict[str, dict[int, int]] = {}  # device -> acks held back
+        self.ack_due: list[tuple[float, str]] = []  # heap: when each deferred one may go
         self._dl_logged: dict[str, float] = {}
         client = make_client(cfg.local, clean_session=False, manual_ack=True)
         # Acks to nodes must not queue behind paho's default window of 20 while the broker
         # is busy sending us a backlog: a node waits on them to free its outbox. 0 is no
-        # window (one ack per device per commit bounds them), and spares paho a scan of
+        # window (at most one ack per device per commit bounds them), and spares paho a scan of
         # its in-flight messages on every PUBACK.
         client.max_inflight_messages_set(0)
         client.on_fast_message = self._on_message
@@ -130,6 +141,8 @@ class Ingress:
         # Subscribe every time: cheap, and right even if the broker lost the session.
         client.subscribe([(f"{self.prefix}/+/up", 1), (f"{self.prefix}/+/status", 1)])
         self.down_inflight.clear()  # the old connection's: their PUBACKs will never come
+        self.deferred.clear()  # the announce below sends the current acks of them all
+        self.ack_due.clear()
         self._announce_acks()
 
     def _announce_acks(self) -> None:
@@ -142,8 +155,36 @@ class Ingress:
         if recent:
             log.info("sent the current acks of %d recently active devices", len(recent))
 
+    def _ack(self, device: str, acks: dict[int, int], now: float) -> None:
+        """Send a commit's ack to a device now, or hold it until the device's last ack is
+        `ack.min_interval` old (merged with what is held already: the highest seq per
+        boot, the store's high-water marks only grow)."""
+        held = self.deferred.get(device)
+        if held is not None:
+            held.update(acks)
+            return
+        if now - self.last_ack.get(device, -1e9) >= self.ack_interval:
+            self.last_ack[device] = now
+            self._send_ack(device, acks)
+            return
+        self.deferred[device] = dict(acks)
+        heapq.heappush(self.ack_due, (self.last_ack[device] + self.ack_interval, device))
+
+    def _send_due_acks(self, now: float, everything: bool = False) -> None:
+        """Send the held acks whose interval has passed (all of them when stopping)."""
+        sent = False
+        while self.ack_due and (everything or self.ack_due[0][0] <= now):
+            _, device = heapq.heappop(self.ack_due)
+            acks = self.deferred.pop(device, None)
+            if acks:
+                self.last_ack[device] = now
+                self._send_ack(device, acks)
+                sent = True
+        if sent:
+            self.link.flush()
+
     def _send_ack(self, device: str, acks: dict[int, int]) -> None:
-        # Built here rather than by paho's publish() (one per device per commit: the
+        # Built here rather than by paho's publish() (up to one per device per commit: the
         # cheaper the better). paho does not resend it after a reconnect; _announce_acks
         # sends every recent device its current ack then, which supersedes older ones.
         mid = self.client.publish_raw(f"{self.prefix}/{device}/down".encode(),
@@ -211,10 +252,14 @@ class Ingress:
             if self.pending:  # wake for the commit deadline (or, after a failure, the retry)
                 due = max(self.deadline, self.retry_at)
                 timeout = max(0.0, min(timeout, due - time.monotonic()))
+            if self.ack_due:  # and for the next held ack
+                timeout = max(0.0, min(timeout, self.ack_due[0][0] - time.monotonic()))
             # Read no more than a commit's worth: a bigger batch only makes the forwarder
             # wait longer for its rows.
             self.link.step(timeout, max_packets=self.cfg.commit_at_pending - len(self.pending))
             self._maybe_commit()
+            if self.ack_due and self.ack_due[0][0] <= time.monotonic():
+                self._send_due_acks(time.monotonic())
             if time.monotonic() >= self.next_expire:
                 self.next_expire = time.monotonic() + EXPIRE_EVERY
                 self._sweep()
@@ -231,6 +276,8 @@ class Ingress:
             log.warning("dropped %d readings older than %.0f s", dropped, self.cfg.max_age)
             self.hooks.dropped("age", dropped)
         self._relax_disk_cap()
+        cutoff = time.monotonic() - self.ack_interval
+        self.last_ack = {d: t for d, t in self.last_ack.items() if t > cutoff}
 
     def _relax_disk_cap(self) -> None:
         """After a full disk the queue is capped; once space is free again (the operator
@@ -288,8 +335,9 @@ class Ingress:
         if self.link.connected:
             epoch = self.link.epoch
             self.client.ack_many([p.mid for p in batch if p.qos and p.epoch == epoch])
+        now = time.monotonic()
         for device, acks in res.acks.items():
-            self._send_ack(device, acks)
+            self._ack(device, acks, now)
         self.link.flush()  # the PUBACKs and acks in one write
         if self.on_commit:
             self.on_commit(res, len(batch), elapsed)
@@ -354,6 +402,7 @@ class Ingress:
         while self.pending and time.monotonic() < deadline:
             if self.commit() is None:
                 time.sleep(min(0.2, max(0.0, self.retry_at - time.monotonic())))
+        self._send_due_acks(time.monotonic(), everything=True)
         while (self.link.connected and (self.down_inflight or self.client.want_write())
                and time.monotonic() < deadline):
             self.link.step(0.02)

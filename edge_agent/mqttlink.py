@@ -222,12 +222,12 @@ class BatchedClient(mqtt.Client):
 
     # --- the owner's calls ---
 
-    def publish_raw(self, topic: bytes, payload: bytes) -> int:
+    def publish_raw(self, topic: bytes, payload: bytes, retain: bool = False) -> int:
         """Queue a QoS1 PUBLISH built here; its PUBACK goes to on_fast_puback(mid). paho
         does not track it: after a reconnect the owner sends it again itself."""
         mid = self._mid_generate()
         body = len(topic) + len(payload) + 4
-        head = bytearray(b"\x32")
+        head = bytearray(b"\x33" if retain else b"\x32")
         while True:
             b, body = body & 127, body >> 7
             head.append(b | 128 if body else b)

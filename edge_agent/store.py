@@ -10,6 +10,10 @@ Invariants the rest of the agent relies on:
 - `readings.id` is AUTOINCREMENT: ids grow with arrival order and are never reused, so
   the forwarder's cursors never skip a row.
 - Alarms are never dropped by the overflow, age or disk-full policy; every drop is counted.
+- A status that differs from the device's last one is queued for upstream (`status_out`)
+  in the same transaction as `device_state`; the queue holds the latest unsent status per
+  device (a newer one replaces it), so no drop policy touches it: it is bounded by the
+  number of devices.
 - A full disk (SQLITE_FULL, or the `max_db_bytes` page cap) is handled by the caller
   with `make_room()`, which drops the oldest non-alarm readings in a transaction of its
   own and lowers `disk_cap`, so later batches drop as much as they add and SQLite reuses
@@ -33,7 +37,7 @@ from .errors import StoreError
 from .registry import REGISTRY_DDL, load_devices
 from .validate import DeviceInfo, Reading, Status
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 30_000  # how long a connection waits for another one's write lock
 
 SCHEMA = """
@@ -72,6 +76,15 @@ CREATE TABLE IF NOT EXISTS device_state (
     seen_interval REAL,                 -- observed spacing of its messages (EWMA), seconds
     seen_samples INTEGER,               -- how many gaps taught seen_interval
     offline_since REAL                  -- set when the agent declared it offline
+);
+
+-- Statuses to forward upstream: the latest unsent one per device (a newer one replaces
+-- it and gets a new, higher id); deleted on the upstream's PUBACK of that id.
+CREATE TABLE IF NOT EXISTS status_out (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    device      TEXT NOT NULL UNIQUE,
+    received_at REAL NOT NULL,
+    payload     BLOB NOT NULL           -- the node's status, byte for byte
 );
 
 CREATE TABLE IF NOT EXISTS events (
@@ -157,6 +170,8 @@ DEAD_LETTERS_DROPPED = "dead_letters_dropped"
 DUPLICATES = "duplicates"
 STORED = "stored"
 FORWARDED = "forwarded"
+STATUSES_FORWARDED = "statuses_forwarded"
+STATUSES_REPLACED = "statuses_replaced"  # a newer status replaced an unsent one
 
 
 @dataclass(frozen=True)
@@ -184,6 +199,13 @@ class Row:
     boot: int
     seq: int
     alarm: bool
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    id: int
+    device: str
     payload: bytes
 
 
@@ -477,7 +499,18 @@ class Store:
 
     def _status(self, st: Status, now: float) -> None:
         f = st.fields
-        self.conn.execute(
+        c = self.conn
+        row = c.execute("SELECT status FROM device_state WHERE device = ?",
+                        (st.device,)).fetchone()
+        if row is None or row[0] != st.payload:
+            # A change (not the retained copy the broker sends again on every subscribe):
+            # queue it for upstream, replacing an unsent older one (a new, higher id).
+            replaced = c.execute("DELETE FROM status_out WHERE device = ?",
+                                 (st.device,)).rowcount
+            c.execute("INSERT INTO status_out (device, received_at, payload) VALUES (?, ?, ?)",
+                      (st.device, now, st.payload))
+            self._count({STATUSES_REPLACED: replaced})
+        c.execute(
             "INSERT INTO device_state (device, last_seen, boot, online, interval, fw, status,"
             " status_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device) DO UPDATE SET"
             " last_seen = coalesce(excluded.last_seen, last_seen),"
@@ -785,17 +818,32 @@ class Store:
                 " AND id > ? ORDER BY id LIMIT ?", (after_normal, limit - len(rows))).fetchall()
         return [Row(r[0], r[1], r[2], r[3], bool(r[4]), r[5]) for r in rows]
 
-    def delete(self, ids: Sequence[int], wait: bool = True) -> int:
-        """Delete forwarded rows (acknowledged upstream) in one transaction. wait=False:
-        raise sqlite3.OperationalError (SQLITE_BUSY) at once if the ingress holds the write
+    def next_statuses(self, after: int, limit: int) -> list[StatusRow]:
+        """Up to `limit` queued statuses with id > after, oldest first (a device has at
+        most one: its latest unsent status)."""
+        return [StatusRow(*r) for r in self.conn.execute(
+            "SELECT id, device, payload FROM status_out WHERE id > ? ORDER BY id LIMIT ?",
+            (after, limit))]
+
+    def pending_statuses(self) -> dict[str, bytes]:
+        """device -> the status waiting to be forwarded."""
+        return dict(self.conn.execute("SELECT device, payload FROM status_out").fetchall())
+
+    def delete(self, ids: Sequence[int], wait: bool = True,
+               status_ids: Sequence[int] = ()) -> int:
+        """Delete forwarded rows and statuses (acknowledged upstream) in one transaction.
+        A status replaced since it was sent has a new id and stays. wait=False: raise
+        sqlite3.OperationalError (SQLITE_BUSY) at once if the ingress holds the write
         lock, rather than sleep in SQLite's busy handler (1 ms, 2 ms, 5 ms...)."""
-        if not ids:
+        if not ids and not status_ids:
             return 0
         c = self.conn
         self._begin(patient=wait)
         try:
             n = self._delete_ids(ids)
-            self._count({FORWARDED: n})
+            sent = c.executemany("DELETE FROM status_out WHERE id = ?",
+                                 [(i,) for i in status_ids]).rowcount if status_ids else 0
+            self._count({FORWARDED: n, STATUSES_FORWARDED: max(0, sent)})
             c.execute("COMMIT")
         except BaseException:
             if c.in_transaction:

@@ -29,6 +29,7 @@ def test_defaults_follow_the_issue(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     # issue #5: a commit's batch and the upstream window sized for throughput
     assert (cfg.commit_interval, cfg.commit_at_pending, cfg.upstream_inflight) == (0.1, 500, 1000)
     assert cfg.accept_unknown is False
+    assert cfg.ack_min_interval == 0.2
 
 
 def test_data_dir_falls_back_to_home_and_prefers_systemd_state_directory(
@@ -96,6 +97,10 @@ reserve_bytes = 0
     ("[queue]\nmax_rows = true", "config.toml: queue.max_rows: must be a positive integer, "
                                  "got True"),
     ("[commit]\ninterval = 0", "config.toml: commit.interval: must be a positive number, got 0"),
+    ("[ack]\nmin_interval = -0.1", "config.toml: ack.min_interval: must be a number >= 0, "
+                                  "got -0.1"),
+    ("[ack]\nmin_interval = nan", "config.toml: ack.min_interval: must be a number >= 0, "
+                                 "got nan"),
     ("[queue]\nmax_row = 5", "config.toml: queue.max_row: unknown key"),
     ("colour = 'red'", "config.toml: colour: unknown key"),
     ("queue = 5", "config.toml: queue: must be a table [queue], got 5"),

@@ -508,7 +508,8 @@ def test_schema_1_databases_are_migrated(tmp_path: Path) -> None:
     conn.close()
     store = Store(db)
     try:
-        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert store.pending_statuses() == {}  # schema 3: the status queue
         assert store.fleet() == [("wl-1", 5.0, None, None, None, None)]
         store.record_events([("wl-1", "offline", "silent")], now=10.0)
         assert store.fleet() == [("wl-1", 5.0, None, None, None, 10.0)]
