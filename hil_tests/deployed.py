@@ -7,12 +7,14 @@ first message is not missed), and resets the board so main.py runs.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from provisioning.boards import BoardKind
 
 from .deploy import Deployment, deploy
+from .errors import HILError
 from .kind_world import gps_sensor
 from .node_config import (
     HIL_TUNE,
@@ -25,12 +27,18 @@ from .node_config import (
 from .node_watch import NodeWatch
 from .serial_board import SerialBoard
 from .target import Target
+from .vboard import VBoardControl
 from .vboard.modem import wiring
 
 VIRTUAL_APN = "hil.apn"  # the only APN a virtual board's simulated network accepts
 # A real SIM7600 takes 10-15 s to boot and seconds to register; the HIL suite
-# keeps the order of events and shortens the waits.
-VIRTUAL_MODEM = {"boot_ms": 1000, "reg_after_ms": 1000, "csq": 20, "reg": 1}
+# keeps the order of events and shortens the waits. The modem is powered on when
+# the firmware is deployed and the node is started once it runs (a hard reset on a
+# powered board: the modem keeps running), so the firmware finds it in command mode;
+# a power cut restarts both, and the firmware then meets a booting modem.
+VIRTUAL_MODEM = {"boot_ms": 300, "reg_after_ms": 100, "dial_ms": 100, "ppp_ms": 100, "csq": 20,
+                 "reg": 1}
+MODEM_BOOT_WAIT_S = 10.0  # boot_ms, with room for a loaded bench
 
 
 class NotDeployable(Exception):
@@ -87,6 +95,16 @@ def modem_world(kind: BoardKind) -> dict[str, Any] | None:
     return None if wired is None else {**wired, "apn": VIRTUAL_APN, **VIRTUAL_MODEM}
 
 
+def _wait_modem_running(control: VBoardControl, status_gpio: int) -> None:
+    """Until the simulated modem has booted: its STATUS output reads 1."""
+    deadline = time.monotonic() + MODEM_BOOT_WAIT_S
+    while control.state()["world"]["pins"].get(str(status_gpio)) != 1:
+        if time.monotonic() > deadline:
+            raise HILError(f"the virtual board's modem did not boot within "
+                           f"{MODEM_BOOT_WAIT_S:g} s (STATUS, GPIO {status_gpio}, stayed low)")
+        time.sleep(0.02)
+
+
 def deploy_node(target: Target, kind: BoardKind, broker: Broker, watch_host: str,
                 watch_port: int) -> DeployedNode:
     board = target.board
@@ -98,12 +116,19 @@ def deploy_node(target: Target, kind: BoardKind, broker: Broker, watch_host: str
     if found is not None and target.slot.virtual:
         start = (float(found[1]["lat"]), float(found[1]["lon"]))
     cfg = node_config(kind, device, broker, link, target.slot.virtual, start)
+    # The virtual world's modem and GPS start first, as if the board had been powered
+    # for a while: they boot and get a fix while the firmware goes on the flash.
+    control = target.vboard.control if target.vboard is not None else None
+    cell = modem_world(kind) if control is not None and link["type"] == "cell" else None
+    if control is not None and cell is not None:
+        control.set_world({"cell": cell})  # powers the modem on
+    target.start_world()
     deployment = deploy(board, cfg, secrets, HIL_TUNE)
     watch = NodeWatch(watch_host, watch_port, device, kind.role,
                       prefix=deployment.prefix).start()
-    if target.vboard is not None and target.vboard.control and link["type"] == "cell":
-        target.vboard.control.set_world({"cell": modem_world(kind)})  # powers the modem on
-    target.start_world()
+    if control is not None and cell is not None and cell.get("status") is not None:
+        _wait_modem_running(control, int(cell["status"]))
+    target.wait_world()
     node = DeployedNode(target, kind, deployment, watch)
     node.start()
     return node

@@ -12,6 +12,7 @@ The conversions themselves live in vboard/sensors.py.
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any
 
 from provisioning.boards import BoardKind, Sensor
@@ -113,6 +114,25 @@ class GpsFeeder:
         if running is None or running.get("name") == FEEDER:
             self.control.load_scenario(self.scenario, name=FEEDER)
         return self
+
+    def wait_first_fix(self, timeout: float) -> None:
+        """Until the stream's first fix has wholly arrived in the UART's receive buffer (a
+        GPS powered with the board has a fix when the node starts); at once when a test's
+        own scenario plays there instead. VBoardError if it does not arrive in time."""
+        uart = str(self.scenario["gps"]["uart"])
+        deadline = time.monotonic() + timeout
+        while True:
+            st = self.control.state()
+            running = st.get("scenario")
+            if running is None or running.get("name") != FEEDER:
+                return
+            line = st["world"]["uart_rx"].get(uart, {})
+            if line.get("received", 0) > 0 and line.get("on_wire", 1) == 0:
+                return
+            if time.monotonic() > deadline:
+                raise VBoardError(f"the GPS stream's first fix did not reach UART {uart} "
+                                  f"within {timeout:g} s: {line}")
+            time.sleep(0.02)
 
     def stop(self) -> None:
         with contextlib.suppress(VBoardError, OSError):  # the board may be unplugged already

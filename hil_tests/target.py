@@ -125,6 +125,16 @@ class Target:
             if self.gps:
                 self.gps.start()
 
+    def wait_world(self, timeout: float = 10.0) -> None:
+        """Until the world's streams have something to read (the GPS's first fix)."""
+        if self.gps is not None:
+            try:
+                self.gps.wait_first_fix(timeout)
+            except VBoardError as e:
+                from .errors import HILError
+
+                raise HILError(f"virtual board for {self.slot.describe()}: {e}") from e
+
     def console_report(self) -> tuple[str, str]:
         """(title, text) for a failure report: the console's tail and where the whole log is."""
         if self.vboard is not None:

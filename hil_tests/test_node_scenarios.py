@@ -1,10 +1,11 @@
 """Firmware level, per role, on a virtual board: the shipped scenarios' events reach the broker.
 
 Each test holds its scenario at t = 0 (speed 0) while the firmware is deployed
-and boots, then plays it faster than real time through the relay's scenario
-engine (hil_tests/scenarios/*.yaml, vboard/scenario.py): a flood passes the
-alert line and recedes, a boat crosses its licensed zone, a truck makes a
-round between ignition on and off. Attached boards skip: their world is real.
+and boots, until the node is online, then plays it faster than real time
+through the relay's scenario engine (hil_tests/scenarios/*.yaml,
+vboard/scenario.py): a flood passes the alert line and recedes, a boat crosses
+its licensed zone, a truck makes a round between ignition on and off.
+Attached boards skip: their world is real.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from hil_tests.vboard.scenario import load
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 WAIT_S = 20
+BOOT_S = 30  # deploy to online, with room for a slow bench
 FLOOD_SPEED = 40  # 600 s of flood in 15 s; readings every 2 s (1 s in alert) of wall time
-BOAT_SPEED = 20  # the zone is entered after ~37 s and left after ~120 s of the track
+BOAT_SPEED = 30  # the zone is entered after ~37 s and left after ~120 s of the track
 TRUCK_SPEED = 40  # ignition on at 10 s, off at 390 s
 
 
@@ -56,6 +58,10 @@ def play(hil_target: Target, hil_broker: HilBroker) -> Iterator[Play]:
         except NotDeployable as e:
             pytest.skip(str(e))
         nodes.append(node)
+        # The node reads its sensors from its first loop on, but a cellular node's loop
+        # waits for the dial-up; a scenario running meanwhile fills the GPS UART faster
+        # than it is read (its 1 KiB buffer drops fixes): play once the node is online.
+        node.watch.wait(lambda w: w.online_statuses(), BOOT_S, "the node online")
         t0 = time.monotonic()
         ctl.load_scenario(data, speed=speed, board=kind.name, name=name)
         return node, data, t0

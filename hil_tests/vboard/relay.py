@@ -489,6 +489,7 @@ class Relay:
             req = json.loads(line)
             cmd = req.get("cmd")
             if cmd == "state":
+                self._attached_modem()  # time acts on the modem first (boot, STATUS, calls)
                 return {"ok": True, "state": self.state()}
             if cmd == "power_cycle":
                 self.power_cycle()
@@ -522,6 +523,9 @@ class Relay:
                 return {"ok": True}
             if cmd == "world":
                 self.world.update(req["values"])
+                # a modem wired now powers on now (not when the board next talks to the
+                # relay); a changed network acts on a call before the reply
+                self._attached_modem()
                 self.links.sync()  # a link the values took down is cut before the reply
                 return {"ok": True}
             if cmd == "uart_feed":

@@ -181,6 +181,9 @@ class World:
             self.rtc_memory = str(msg["v"])
 
     def snapshot(self) -> dict[str, Any]:
+        now = time.monotonic()
+        for line in self.uart_lines.values():
+            line.advance(now)  # the counts as of now, not as of the board's last read
         return {
             "wifi": dict(self.wifi),
             "adc_mv": dict(self.adc_mv),

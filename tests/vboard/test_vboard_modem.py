@@ -495,6 +495,30 @@ def test_a_board_run_as_a_cellular_kind_has_its_modem_wired(tmp_path):
         assert (cell["uart"], cell["pwrkey"], cell["status"]) == (1, 4, 36)  # boards.yaml
 
 
+def test_a_modem_wired_over_the_control_socket_powers_on_at_once(tmp_path):
+    """It boots on its own clock, while the board sits in its REPL saying nothing (the
+    HIL deployment waits for its STATUS pin before it starts the node)."""
+    try:
+        find_micropython()
+    except VBoardError:
+        pytest.skip("MicroPython unix VM not installed")
+    with VirtualBoard(tmp_path / "b") as vb:
+        assert vb.control is not None
+        t0 = time.monotonic()
+        vb.control.set_world({"cell": {"uart": 1, "status": 36, "boot_ms": 300}})
+        world = vb.control.state()["world"]
+        assert world["pins"].get("36") != 1, "STATUS high before the boot time"
+        while world["pins"].get("36") != 1:
+            assert time.monotonic() - t0 < 10, "the modem never booted"
+            time.sleep(0.02)
+            world = vb.control.state()["world"]
+        assert time.monotonic() - t0 >= 0.29  # boot_ms (the modem counts whole ms)
+        while "1" not in world["uart_rx"]:  # RDY and +CPIN: READY follow on the UART
+            assert time.monotonic() - t0 < 10, "no RDY from the modem"
+            time.sleep(0.02)
+            world = vb.control.state()["world"]
+
+
 def test_link_down_escapes_and_hangs_up(cell_board):
     vb, b = cell_board()
     b.exec("lk = b.link({})\nlk.up()\nwait(lk.isconnected)", timeout=30)
