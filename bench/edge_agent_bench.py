@@ -19,6 +19,10 @@ subscriber is a process of its own and counts distinct (device, boot, seq).
 Measurements:
 1. throughput: --n readings from --devices devices, published as fast as the publishers
    go; time from the first publish to the last reading at the subscriber; agent / bridge.
+   Over that window, the CPU time (user + system) of every process of the path per
+   reading: publishers and subscriber count their own (os.times), the bench reads the
+   brokers' and the agent's from /proc/<pid>/stat, and the machine's idle share and the
+   CPU of everything else come from /proc/stat.
 2. latency at --rate readings/s for --seconds: each envelope carries its send time in an
    extension key (16, ignored by the agent); p50/p99 of arrival minus send, agent path
    (the bridge's for reference).
@@ -87,12 +91,38 @@ def device_names(n: int) -> list[str]:
     return [f"wl-{i:05d}" for i in range(n)]
 
 
+# --- CPU accounting ---
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu() -> float:
+    """CPU seconds (user + system, all threads, waited-for children) of this process."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds of another process: utime + stime + cutime + cstime of /proc/<pid>/stat
+    (fields 14-17; the text after the last ')' starts at field 3)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / TICK
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of all cores since boot, from the first line of /proc/stat;
+    idle and iowait are the idle part."""
+    vals = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return sum(vals) - vals[3] - vals[4], sum(vals)
+
+
 # --- processes: publishers and the subscriber ---
 
 def publisher(port: int, idx: int, devices: list[str], per_device: int, rate: float,
               start_at: float, out: Any) -> None:
     """Publish per_device readings for each device, interleaved, QoS1, at `rate`/s in
-    total (0: as fast as paho goes); report when the last PUBACK is in."""
+    total (0: as fast as paho goes); report when the last PUBACK is in, and the CPU
+    used from the start to then."""
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{idx}",
                     clean_session=True)
     c.max_inflight_messages_set(100)
@@ -100,6 +130,7 @@ def publisher(port: int, idx: int, devices: list[str], per_device: int, rate: fl
     c.connect("127.0.0.1", port)
     c.loop_start()
     time.sleep(max(0.0, start_at - time.time()))
+    cpu0 = own_cpu()
     t0 = time.monotonic()
     info = None
     i = 0
@@ -116,13 +147,14 @@ def publisher(port: int, idx: int, devices: list[str], per_device: int, rate: fl
                     time.sleep(0.001)
     if info is not None:
         info.wait_for_publish(120)
-    out.put(("published", idx, time.time()))
+    out.put(("published", idx, time.time(), own_cpu() - cpu0))
     c.disconnect()
     c.loop_stop()
 
 
 def subscriber(port: int, expected: int, ready: Any, out: Any, timeout: float) -> None:
-    """Count distinct readings at the upstream; report first/last arrival and latencies."""
+    """Count distinct readings at the upstream; report first/last arrival, latencies and the
+    CPU used while waiting for them."""
     seen: set[tuple[str, int, int]] = set()
     lat: list[float] = []
     first = [0.0]
@@ -148,8 +180,9 @@ def subscriber(port: int, expected: int, ready: Any, out: Any, timeout: float) -
     c.on_message = on_message
     c.connect("127.0.0.1", port)
     c.loop_start()
+    cpu0 = own_cpu()
     done.wait(timeout)
-    out.put(("received", len(seen), first[0], time.time(), lat))
+    out.put(("received", len(seen), first[0], time.time(), lat, own_cpu() - cpu0))
     c.disconnect()
     c.loop_stop()
 
@@ -264,6 +297,20 @@ class Run:
     rss_max_mb: float | None = None
     rss_median_mb: float | None = None
     load: float = 0.0
+    # CPU microseconds per reading over the timed window, per component of the path (keys
+    # of COMPONENTS, "agent" only on the agent path), and of everything else on the machine.
+    cpu: dict[str, float] = field(default_factory=dict)
+    other_us: float | None = None
+    idle: float | None = None  # the machine's idle share (idle + iowait) over the window
+
+    @property
+    def cpu_total(self) -> float:
+        return sum(self.cpu.values())
+
+
+COMPONENTS = [("publishers", "publisher processes"), ("local", "local mosquitto"),
+              ("agent", "edge agent"), ("upstream", "upstream mosquitto"),
+              ("subscriber", "subscriber")]
 
 
 def stream_run(kind: str, devices: list[str], per_device: int, publishers: int,
@@ -294,19 +341,38 @@ def stream_run(kind: str, devices: list[str], per_device: int, publishers: int,
                     t_start, out))
                 p.start()
                 pubs.append(p)
+            # The window: from the first publish to the subscriber's report.
+            assert path.local.proc is not None and path.upstream.proc is not None
+            pids = {"local": path.local.proc.pid, "upstream": path.upstream.proc.pid}
+            if path.agent is not None:
+                pids["agent"] = path.agent.pid
+            time.sleep(max(0.0, t_start - time.time()))
+            cpu0 = {k: proc_cpu(pid) for k, pid in pids.items()}
+            m0 = machine_ticks()
             received = None
-            while received is None:
+            pub_cpu: list[float] = []
+            while received is None or len(pub_cpu) < publishers:
                 msg = out.get(timeout=timeout + 30)
                 if msg[0] == "received":
                     received = msg
+                    cpu1 = {k: proc_cpu(pid) for k, pid in pids.items()}
+                    m1 = machine_ticks()
+                else:
+                    pub_cpu.append(msg[3])
             for p in pubs:
                 p.join(30)
             sub.join(30)
-            _, count, first, last, lat = received
+            _, count, first, last, lat, sub_cpu = received
             if count < expected:
                 raise RuntimeError(f"{kind}: only {count} of {expected} arrived")
             seconds = last - t_start
             r = Run(count, seconds, count / seconds, load=load)
+            secs = {k: cpu1[k] - cpu0[k] for k in pids}
+            secs["publishers"], secs["subscriber"] = sum(pub_cpu), sub_cpu
+            r.cpu = {k: secs[k] * 1e6 / count for k, _ in COMPONENTS if k in secs}
+            busy, total = m1[0] - m0[0], m1[1] - m0[1]
+            r.idle = 1 - busy / total if total else None
+            r.other_us = busy / TICK * 1e6 / count - r.cpu_total
             if lat:
                 q = statistics.quantiles(lat, n=100)
                 r.lat_p50, r.lat_p99 = q[49] * 1000, q[98] * 1000
@@ -370,7 +436,7 @@ def drain_run(template: Path, devices: list[str], total: int) -> Run:
                                           stdout=path.log, stderr=subprocess.STDOUT)
             sampler = threading.Thread(target=path._sample, daemon=True)  # noqa: SLF001
             sampler.start()
-            _, count, first, last, _ = out.get(timeout=timeout + 30)
+            _, count, first, last, _, _ = out.get(timeout=timeout + 30)
             sub.join(30)
             if count < total:
                 raise RuntimeError(f"drain: only {count} of {total} arrived")
@@ -449,6 +515,9 @@ def main() -> int:
                       f"{r.rate:.0f}/s (load {r.load:.1f})"
                       + (f", agent RSS max {r.rss_max_mb:.0f} MB" if r.rss_max_mb else ""),
                       flush=True)
+                print("  CPU us/reading: " + ", ".join(
+                    f"{k} {v:.1f}" for k, v in r.cpu.items()) + f"; total {r.cpu_total:.1f}; "
+                    f"everything else {r.other_us:.1f}; machine idle {r.idle:.0%}", flush=True)
                 results[f"throughput_{kind}"].append(r)
 
     if "latency" in todo:
@@ -571,6 +640,8 @@ def report(res: dict[str, Any], args: argparse.Namespace, started: datetime.date
             f"readings/s | {spread(m, lambda r: r.rate, ',.0f')} | {m[0].count:,} readings, "
             f"5 per device, all {args.many:,} in the registry |",
         ]
+    if "throughput_agent" in res:
+        lines += cpu_table(res["throughput_agent"], res["throughput_bridge"], args)
     lines += [
         "",
         "Paths: node simulators (paho, one connection per process, many devices each) -> "
@@ -583,6 +654,61 @@ def report(res: dict[str, Any], args: argparse.Namespace, started: datetime.date
         "is also the bridge's window), max_queued_messages unlimited.",
     ]
     return "\n".join(lines)
+
+
+def component(key: str) -> Callable[[Run], float | None]:
+    return lambda r: r.cpu.get(key)
+
+
+def cpu_table(a: list[Run], b: list[Run], args: argparse.Namespace) -> list[str]:
+    """CPU microseconds per reading of each process of each path over the throughput runs'
+    timed windows, and what the totals predict for agent / bridge on a CPU-bound box."""
+
+    def cell(runs: list[Run], get: Callable[[Run], float | None], fmt: str = ".1f") -> str:
+        if all(get(r) is None for r in runs):
+            return "-"
+        return f"{format(med(runs, get), fmt)} ({spread(runs, get, fmt)})"
+
+    lines = [
+        "",
+        "CPU per reading in the throughput runs above: CPU time (user + system) of each "
+        "process of the path from the first publish to the last reading at the subscriber, "
+        "divided by the readings; medians, the runs in brackets. Publishers and subscriber "
+        "count their own (`os.times`), the brokers' and the agent's are read from "
+        "`/proc/<pid>/stat`, the machine's from `/proc/stat` (2 cores: at most 2 s of CPU "
+        "per second).",
+        "",
+        "| CPU per reading (us) | agent path | bridge path |",
+        "|---|---|---|",
+    ]
+    for key, name in COMPONENTS:
+        if key == "publishers":
+            name = f"{args.publishers} {name}"
+        if key == "local":
+            name += " (with the bridge, on the bridge path)"
+        get = component(key)
+        lines.append(f"| {name} | {cell(a, get)} | {cell(b, get)} |")
+    lines += [
+        f"| **total of the path** | **{cell(a, lambda r: r.cpu_total)}** | "
+        f"**{cell(b, lambda r: r.cpu_total)}** |",
+        f"| everything else on the machine (its busy CPU minus the path's: other jobs, "
+        "the bench itself, kernel work charged to no process) | "
+        f"{cell(a, lambda r: r.other_us)} | {cell(b, lambda r: r.other_us)} |",
+        f"| machine idle share during the window | {cell(a, lambda r: r.idle, '.0%')} | "
+        f"{cell(b, lambda r: r.idle, '.0%')} |",
+    ]
+    ta, tb = med(a, lambda r: r.cpu_total), med(b, lambda r: r.cpu_total)
+    ea, eb = (med(x, lambda r: r.cpu_total + (r.other_us or 0.0)) for x in (a, b))
+    pairs = [x.rate / y.rate for x, y in zip(a, b, strict=True)]
+    lines += [
+        "",
+        f"On a CPU-bound box each reading costs its path's total, so agent / bridge would be "
+        f"bridge total / agent total = {tb:.0f} / {ta:.0f} = {tb / ta:.2f}; counting "
+        f"everything else the box ran in the same windows too (median of total + else), "
+        f"{eb:.0f} / {ea:.0f} = {eb / ea:.2f}; measured {statistics.median(pairs):.2f} "
+        "(median of the pairs' ratios). An idle share near 0 means the box was saturated.",
+    ]
+    return lines
 
 
 def write_doc(text: str) -> None:
