@@ -130,34 +130,26 @@ class Power:
     power_cycle = cycle
 
 
-class Wifi:
+class _Link:
+    """A link a fault fixture takes away (down) and brings back (up)."""
+
+    def __init__(self, switch: WifiSwitch | CellSwitch) -> None:
+        self.switch = switch
+        self.is_up = True
+
+    def down(self) -> None:
+        self.switch.set(False)
+        self.is_up = False
+
+    def up(self) -> None:
+        self.switch.set(True)
+        self.is_up = True
+
+
+class Wifi(_Link):
     """The `wifi` fixture: take the board's access point away and bring it back."""
 
-    def __init__(self, switch: WifiSwitch) -> None:
-        self.switch = switch
-        self.is_up = True
 
-    def down(self) -> None:
-        self.switch.set(False)
-        self.is_up = False
-
-    def up(self) -> None:
-        self.switch.set(True)
-        self.is_up = True
-
-
-class Cell:
+class Cell(_Link):
     """The `cell` fixture: take the board's cellular network away and bring it back
     (a call in data mode ends with NO CARRIER; registration drops to searching)."""
-
-    def __init__(self, switch: CellSwitch) -> None:
-        self.switch = switch
-        self.is_up = True
-
-    def down(self) -> None:
-        self.switch.set(False)
-        self.is_up = False
-
-    def up(self) -> None:
-        self.switch.set(True)
-        self.is_up = True

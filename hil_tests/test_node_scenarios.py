@@ -22,7 +22,7 @@ from hil_tests.deploy import runtime_present
 from hil_tests.deployed import DeployedNode, NotDeployable, deploy_node
 from hil_tests.plugin import NO_RUNTIME, HilBroker
 from hil_tests.target import Target
-from hil_tests.vboard.scenario import load
+from hil_tests.vboard.scenario import interp, load
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 WAIT_S = 20
@@ -75,15 +75,6 @@ def _events(node: DeployedNode, kind: str) -> list[Any]:
     return [u for u in node.watch.unique().values() if kind in u.events()]
 
 
-def _profile(points: list[list[float]], t: float) -> float:
-    if t <= points[0][0]:
-        return points[0][1]
-    for (t0, v0), (t1, v1) in zip(points, points[1:], strict=False):
-        if t < t1:
-            return v0 + (v1 - v0) * (t - t0) / (t1 - t0)
-    return points[-1][1]
-
-
 @pytest.mark.role("water_level")
 def test_flood_scenario_raises_the_flood_alert_when_the_level_passes_the_line(play):
     node, sc, t0 = play("flood.yaml", FLOOD_SPEED)
@@ -101,7 +92,8 @@ def test_flood_scenario_raises_the_flood_alert_when_the_level_passes_the_line(pl
         bt = u.pack[0][-3]
         end = min(bt + 1.5, u.at - t0 + wall0)
         ts = [(bt + k / 10 - wall0) * FLOOD_SPEED for k in range(16) if bt + k / 10 <= end]
-        around = [_profile(sc["level"], max(t, 0.0)) for t in ts] or [sc["level"][0][1]]
+        profile = [(a, b) for a, b in sc["level"]]
+        around = [interp(profile, max(t, 0.0)) for t in ts] or [profile[0][1]]
         assert min(around) - 0.01 <= level <= max(around) + 0.01, (level, around)
 
     alerts = _events(node, "flood_alert")

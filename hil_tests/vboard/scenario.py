@@ -114,7 +114,8 @@ class _Reader:
         return out
 
 
-def _interp(points: list[tuple[float, float]], t: float) -> float:
+def interp(points: list[tuple[float, float]], t: float) -> float:
+    """The piecewise-linear value of `points` ((time, value), times increasing) at t."""
     if t <= points[0][0]:
         return points[0][1]
     for (t0, v0), (t1, v1) in zip(points, points[1:], strict=False):
@@ -482,7 +483,7 @@ class ScenarioRun:
         t = self.time_at(now)
         w = self.world
         for s in self.sc.setters:
-            s.apply(w, _interp(s.points, t))
+            s.apply(w, interp(s.points, t))
         if self.sc.ignition:
             on_iv, pin, low = self.sc.ignition
             on = _inside(on_iv, t)
