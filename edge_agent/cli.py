@@ -21,12 +21,13 @@ import click
 
 from .agent import Agent
 from .config import Config, load_config
+from .downlink import DownlinkError, send_acks
 from .errors import EdgeAgentError, Rejected, StoreError
 from .fleet import judge
 from .ingress import check_message
 from .service import service_hooks
 from .store import DeadLetter, Store
-from .validate import decode_strict
+from .validate import Reading, decode_strict
 
 
 def _config_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -238,7 +239,8 @@ def dlq_show(config_file: Path | None, data_dir: str | None, dl_id: int) -> None
 def dlq_replay(config_file: Path | None, data_dir: str | None, ids: tuple[int, ...],
                everything: bool, reason: str | None) -> None:
     """Validate dead letters again (e.g. after registering their device) and ingest those
-    that pass; the others stay. Works while the agent runs."""
+    that pass; the others stay. Then send the nodes the end-to-end acks of what was ingested
+    (on the local broker, with the agent's settings). Works while the agent runs."""
     cfg = _load(config_file, data_dir)
     if not ids and not everything and reason is None:
         raise EdgeAgentError("dlq replay: name dead letter IDs, or --all, or --reason TEXT")
@@ -248,16 +250,35 @@ def dlq_replay(config_file: Path | None, data_dir: str | None, ids: tuple[int, .
             ids = tuple(store.dead_letter_ids(None if reason is None else f"%{reason}%"))
         devices = store.devices()
         counts: dict[str, int] = {}
+        touched: set[tuple[str, int]] = set()
         for dl_id in ids:
-            outcome = _replay_one(cfg, store, dl_id, devices)
+            outcome = _replay_one(cfg, store, dl_id, devices, touched)
             counts[outcome] = counts.get(outcome, 0) + 1
+        acks: dict[str, dict[int, int]] = {}
+        for dev, boot in touched:  # what the replays closed is committed: ack it now
+            hw = store.ack_levels(dev).get(boot, 0)
+            if hw >= 1:
+                acks.setdefault(dev, {})[boot] = hw
     finally:
         store.close()
     click.echo(f"replayed {len(ids)}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
                if ids else "no dead letters matched")
+    try:
+        send_acks(cfg.local, acks)
+    except DownlinkError as e:
+        click.echo(f"edge-agent: warning: end-to-end acks of {_devices(len(acks))} not sent "
+                   f"({e}); a node gets its ack when it sends the reading again", err=True)
+        return
+    if acks:
+        click.echo(f"sent end-to-end acks to {_devices(len(acks))}")
 
 
-def _replay_one(cfg: Config, store: Store, dl_id: int, devices: dict[str, Any]) -> str:
+def _devices(n: int) -> str:
+    return f"{n} device{'s' if n != 1 else ''}"
+
+
+def _replay_one(cfg: Config, store: Store, dl_id: int, devices: dict[str, Any],
+                touched: set[tuple[str, int]]) -> str:
     d = store.dead_letter(dl_id)
     if d is None:
         raise EdgeAgentError(f"no dead letter {dl_id}")
@@ -269,6 +290,8 @@ def _replay_one(cfg: Config, store: Store, dl_id: int, devices: dict[str, Any]) 
         outcome = store.replay(dl_id, item)
     except sqlite3.Error as e:
         raise StoreError(f"{cfg.db_path}: replaying dead letter {dl_id}: {e}") from e
+    if isinstance(item, Reading):
+        touched.add((item.device, item.boot))
     click.echo(f"{dl_id:>6}  {outcome}")
     return outcome
 

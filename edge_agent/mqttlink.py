@@ -21,7 +21,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -315,6 +315,19 @@ def make_client(cfg: BrokerConfig, *, clean_session: bool, manual_ack: bool = Fa
     client = BatchedClient(CallbackAPIVersion.VERSION2, client_id=cfg.client_id,
                          clean_session=clean_session, protocol=mqtt.MQTTv311,
                          manual_ack=manual_ack)
+    return _with_tls(client, cfg)
+
+
+def make_plain_client(cfg: BrokerConfig, client_id: str) -> mqtt.Client:
+    """paho's own client for `cfg` (TLS set up, clean session), for a short job."""
+    return _with_tls(mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                                 clean_session=True, protocol=mqtt.MQTTv311), cfg)
+
+
+_C = TypeVar("_C", bound=mqtt.Client)
+
+
+def _with_tls(client: _C, cfg: BrokerConfig) -> _C:
     if cfg.url.tls:
         try:
             client.tls_set(ca_certs=str(cfg.ca_file) if cfg.ca_file else None,

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from edge_helpers import AgentThread, SimNode, Upstream, agent_config
 from fleet_sim import FleetSim
+from status_watch import StatusWatcher
 from stream_helpers import AgentProcess
 
 from hil_tests.mosquitto import Mosquitto
@@ -73,3 +74,12 @@ def sims() -> Iterator[list[FleetSim]]:
     yield made
     for s in made:
         s.close()
+
+
+@pytest.fixture
+def watchers() -> Iterator[list[StatusWatcher]]:
+    """Append StatusWatchers here; they are disconnected after the test."""
+    made: list[StatusWatcher] = []
+    yield made
+    for w in made:
+        w.close()

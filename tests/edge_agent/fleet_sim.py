@@ -42,8 +42,8 @@ class FleetSim:
         # dev -> OrderedDict[(boot, seq)] = (payload, last sent monotonic)
         self.outbox: dict[str, collections.OrderedDict[tuple[int, int], list[Any]]] = {
             d: collections.OrderedDict() for d in self.devices}
-        # (topic, payload, (boot, seq) of an outbox reading or None)
-        self.to_send: collections.deque[tuple[str, bytes, tuple[int, int] | None]] = \
+        # (topic, payload, (boot, seq) of an outbox reading or None, retain)
+        self.to_send: collections.deque[tuple[str, bytes, tuple[int, int] | None, bool]] = \
             collections.deque()
         self.acks: dict[str, dict[int, int]] = {d: {} for d in self.devices}
         self.ack_moved: dict[str, float] = {d: time.monotonic() for d in self.devices}
@@ -66,12 +66,19 @@ class FleetSim:
         with self.lock:
             if self.use_outbox:
                 self.outbox[dev][(boot, seq)] = [payload, 0.0]
-            self.to_send.append((topic, payload, (boot, seq) if self.use_outbox else None))
+            self.to_send.append((topic, payload, (boot, seq) if self.use_outbox else None,
+                                 False))
 
     def raw(self, topic: str, payload: bytes) -> None:
-        """Publish anything once (hostile input, statuses)."""
+        """Publish anything once (hostile input)."""
         with self.lock:
-            self.to_send.append((topic, payload, None))
+            self.to_send.append((topic, payload, None, False))
+
+    def status(self, dev: str, payload: bytes) -> None:
+        """Publish a status, retained, once, in order with the device's readings (a node
+        publishes its status on the same connection as its readings)."""
+        with self.lock:
+            self.to_send.append((f"{self.prefix}/{dev}/status", payload, None, True))
 
     def acked(self, dev: str, boot: int) -> int:
         with self.lock:
@@ -138,8 +145,9 @@ class FleetSim:
         self._resend_all = self.use_outbox and (self.connects > 1 or self._resend_all)
         self.connected.set()
 
-    def _send(self, client: mqtt.Client, topic: str, payload: bytes) -> None:
-        client.publish(topic, payload, qos=1)
+    def _send(self, client: mqtt.Client, topic: str, payload: bytes,
+              retain: bool = False) -> None:
+        client.publish(topic, payload, qos=1, retain=retain)
         self.published += 1
 
     def _drain(self, client: mqtt.Client) -> None:
@@ -148,13 +156,13 @@ class FleetSim:
             with self.lock:
                 if not self.to_send:
                     return
-                topic, payload, key = self.to_send.popleft()
+                topic, payload, key, retain = self.to_send.popleft()
                 if key is not None:
                     rec = self.outbox[topic.split("/")[-2]].get(key)
                     if rec is None:
                         continue  # acked already (a resend got there first)
                     rec[1] = time.monotonic()
-            self._send(client, topic, payload)
+            self._send(client, topic, payload, retain)
 
     def _resend(self, client: mqtt.Client, every: bool) -> None:
         """On a new connection: every unacked reading, in order (and nothing waiting in

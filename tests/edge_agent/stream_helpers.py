@@ -4,6 +4,7 @@ readings, the `edge-agent` process, and what the database says."""
 from __future__ import annotations
 
 import os
+import random
 import sqlite3
 import subprocess
 import threading
@@ -11,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import cbor2
 from edge_helpers import kill9, reading_bytes, start_agent_process, wait_until, write_toml
 from fleet_sim import FleetSim
 
@@ -126,13 +128,52 @@ class AgentProcess:
             kill9(self.proc)
 
 
-def publish_paced(sim: FleetSim, readings: list[Reading],
-                  devices: dict[str, str], rate: float) -> threading.Thread:
-    """Publish in a thread at about `rate` readings/s."""
+def status_bytes(dev: str, boot: int, n: int) -> bytes:
+    """A device's n-th status (the contract's status map): uptime and outbox count up,
+    the battery runs down, so every one differs from the last."""
+    return cbor2.dumps({"v": 1, "dev": dev, "online": True, "fw": "0.4.0", "boot": boot,
+                        "batt": round(4.2 - n * 0.001, 3), "rssi": -60 - n % 20,
+                        "link": "wifi", "uptime": 10 * n, "outbox": n % 7, "interval": 60},
+                       canonical=True)
+
+
+Statuses = dict[int, list[tuple[str, bytes]]]  # reading index -> statuses published after it
+
+
+def status_changes(readings: list[Reading], every: int, rng: random.Random) -> Statuses:
+    """About one status change per `every` readings, each from a random device that has
+    published by then, with the boot of its latest reading."""
+    out: Statuses = {}
+    counts: dict[str, int] = {}
+    boots: dict[str, int] = {}
+    for i, (dev, boot, _, _) in enumerate(readings):
+        boots[dev] = boot
+        if rng.randrange(every) == 0:
+            d = rng.choice(list(boots))
+            counts[d] = counts.get(d, 0) + 1
+            out.setdefault(i, []).append((d, status_bytes(d, boots[d], counts[d])))
+    return out
+
+
+def per_device(statuses: Statuses) -> dict[str, list[bytes]]:
+    """device -> its statuses in publish order."""
+    out: dict[str, list[bytes]] = {}
+    for i in sorted(statuses):
+        for dev, payload in statuses[i]:
+            out.setdefault(dev, []).append(payload)
+    return out
+
+
+def publish_paced(sim: FleetSim, readings: list[Reading], devices: dict[str, str],
+                  rate: float, statuses: Statuses | None = None) -> threading.Thread:
+    """Publish in a thread at about `rate` readings/s; statuses[i] (retained) right after
+    reading i."""
     def run() -> None:
         t0 = time.monotonic()
         for i, (dev, boot, seq, alarm) in enumerate(readings):
             sim.publish(dev, boot, seq, reading_bytes(dev, boot, seq, devices[dev], alarm))
+            for d, payload in (statuses or {}).get(i, ()):
+                sim.status(d, payload)
             ahead = (i + 1) / rate - (time.monotonic() - t0)
             if ahead > 0.005:
                 time.sleep(ahead)

@@ -1,5 +1,6 @@
 """kill -9 mid-stream, with real brokers and the real `edge-agent` process: (a) the agent
-killed at random moments, repeatedly; (c) the local broker killed while the nodes keep
+killed at random moments, repeatedly, while the nodes publish readings and now and then a
+status change; (c) the local broker killed while the nodes keep
 their readings in an outbox until the end-to-end ack.
 
 Sizes scale with $EDGE_SCALE (default 0.1); EDGE_SCALE=1 runs the full sizes (20,000
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import sqlite3
 import time
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from edge_helpers import (
     wait_until,
 )
 from fleet_sim import FleetSim
+from status_watch import StatusWatcher
 from stream_helpers import (
     AckedOnDisk,
     AgentProcess,
@@ -30,8 +33,10 @@ from stream_helpers import (
     all_acked,
     db_state,
     fleet,
+    per_device,
     publish_paced,
     scaled,
+    status_changes,
     stream,
 )
 
@@ -43,7 +48,8 @@ from hil_tests.mosquitto import Mosquitto
 @pytest.mark.durability
 def test_agent_killed_at_random_moments_loses_nothing(
         tmp_path: Path, mosquitto: Mosquitto, upstream_broker: Mosquitto,
-        subscribers: list[Upstream], procs: list[AgentProcess], sims: list[FleetSim]) -> None:
+        subscribers: list[Upstream], procs: list[AgentProcess], sims: list[FleetSim],
+        watchers: list[StatusWatcher]) -> None:
     devices = fleet(scaled(200, 30))
     n = scaled(20_000, 2_000)
     kills = scaled(10, 3)
@@ -53,6 +59,8 @@ def test_agent_killed_at_random_moments_loses_nothing(
     register(db, devices)
     up = Upstream(upstream_broker.url)
     subscribers.append(up)
+    live = StatusWatcher(upstream_broker.url, "ioc-statuses")
+    watchers.append(live)
     agent = AgentProcess(tmp_path, data, mosquitto.url, upstream_broker.url)
     procs.append(agent)
     agent.start()
@@ -60,9 +68,12 @@ def test_agent_killed_at_random_moments_loses_nothing(
     sims.append(sim)
     readings = stream(devices, n, boots=2)  # every node reboots halfway
     sent = {(d, b, s) for d, b, s, _ in readings}
+    statuses = status_changes(readings, 10, rng)  # a status change every 10 readings or so
+    published = per_device(statuses)
     # Paced so the stream outlives the kills (each restart costs about a second).
     t0 = time.monotonic()
-    publisher = publish_paced(sim, readings, devices, rate=n / (kills * 1.6 + 2))
+    publisher = publish_paced(sim, readings, devices, rate=n / (kills * 1.6 + 2),
+                              statuses=statuses)
 
     at_kills = []
     for _ in range(kills):
@@ -85,7 +96,28 @@ def test_agent_killed_at_random_moments_loses_nothing(
     wait_until(lambda: up.keys() >= sent, 120, "every reading upstream")
     elapsed = time.monotonic() - t0
     wait_until(all_acked(sim, readings), 30, "every reading acked")
+    wait_until(lambda: all(live.of(d)[-1:] == p[-1:] for d, p in published.items()), 30,
+               "every device's last status upstream")
+    wait_until(lambda: not status_queue(db), 10, "the status queue emptied")
+    seen = {d: live.of(d) for d in published}
+    late = StatusWatcher(upstream_broker.url, "ioc-late")
+    watchers.append(late)
+    wait_until(lambda: set(late.latest()) >= set(published), 10, "retained statuses")
+    retained = late.latest()
     assert agent.stop() == 0
+    # What a subscriber arriving now gets: every device's last published status, retained.
+    assert retained == {d: (p[-1], True) for d, p in published.items()}
+    # What the upstream saw, per device: in publish order; a replaced status may be
+    # skipped, the one in flight at a kill may come again (right after itself).
+    repeats = 0
+    for dev, got in seen.items():
+        order = {p: i for i, p in enumerate(published[dev])}
+        assert set(got) <= set(order), f"{dev}: a status it never published"
+        idx = [order[p] for p in got]
+        assert idx == sorted(idx), f"{dev}: statuses out of publish order: {idx}"
+        repeats += len(idx) - len(set(idx))
+        assert len(idx) - len(set(idx)) <= kills, f"{dev}: repeats {idx}"
+    n_status = sum(len(p) for p in published.values())
 
     got = up.snapshot()
     assert {(d, b, s) for d, b, s, _ in got} == sent
@@ -100,11 +132,26 @@ def test_agent_killed_at_random_moments_loses_nothing(
     window = Config.upstream_inflight  # the default: AgentProcess does not set it
     assert dup_up <= kills * (window + DELETE_AT), dup_up
     assert counters.get("duplicates", 0) <= kills * 20, counters
+    # Each status was queued once (its retained copy, sent again on every restart, is no
+    # change), then forwarded or replaced by the next before it left.
+    assert counters.get("statuses_forwarded", 0) + counters.get("statuses_replaced", 0) \
+        == n_status, counters
     assert any(acked for acked, _ in at_kills), "the kills came after some acks"
     print(f"\n(a) kill -9 x{kills} at random moments: {n} readings from {len(devices)} devices, "
           f"all upstream in order in {elapsed:.1f} s; duplicates upstream {dup_up} "
           f"(bound {kills * (window + DELETE_AT)}), at the agent {counters.get('duplicates', 0)} "
-          f"(bound {kills * 20}); (acked, upstream) at the kills: {at_kills}")
+          f"(bound {kills * 20}); (acked, upstream) at the kills: {at_kills}; "
+          f"{n_status} statuses from {len(published)} devices: upstream "
+          f"{sum(len(g) for g in seen.values())} in publish order, {repeats} repeats, "
+          f"{counters.get('statuses_replaced', 0)} replaced, the last of each retained")
+
+
+def status_queue(db: Path) -> int:
+    conn = sqlite3.connect(db, timeout=10)
+    try:
+        return int(conn.execute("SELECT count(*) FROM status_out").fetchone()[0])
+    finally:
+        conn.close()
 
 
 @pytest.mark.durability

@@ -23,6 +23,7 @@ from edge_helpers import (
     SimNode,
     Upstream,
     agent_config,
+    committed_check,
     envelope,
     register,
     start_agent_process,
@@ -445,7 +446,7 @@ def test_dlq_replay_ingests_dead_letters_once_their_device_is_registered(
     subscribers.append(up)
     cfg = agent_config(data, mosquitto.url, upstream_broker.url)
     agents.append(AgentThread(cfg, [service_hooks(cfg, {})]))
-    newbie = SimNode(mosquitto.url, "wl-0042")  # not registered yet
+    newbie = SimNode(mosquitto.url, "wl-0042", check=committed_check(db))  # not registered yet
     boat = SimNode(mosquitto.url, "bt-0002", "boat")
     nodes += [newbie, boat]
     for seq in (1, 2, 3):
@@ -465,14 +466,19 @@ def test_dlq_replay_ingests_dead_letters_once_their_device_is_registered(
     assert out.rstrip().endswith("replayed 5: 5 still rejected")
 
     register(db, {"wl-0042": "water_level", "bt-0002": "boat"})  # provisioning catches up
-    assert main(["dlq", "replay", "--reason", "unknown device", "--data-dir", str(data)]) == 0
+    # The CLI acks what it stored, end to end, on the local broker the config names (with
+    # the agent's credentials), once the replay is committed (the node's check).
+    conf = write_toml(tmp_path / "cli.toml", data, mosquitto.url, upstream_broker.url)
+    replay = ["dlq", "replay", "--config", str(conf)]
+    assert main([*replay, "--reason", "unknown device"]) == 0
     out = capsys.readouterr().out
     assert "still rejected: bad CBOR" in out
-    assert out.rstrip().endswith("replayed 4: 1 still rejected, 3 stored")
-    assert main(["dlq", "replay", "--all", "--data-dir", str(data)]) == 0
+    assert "replayed 4: 1 still rejected, 3 stored\nsent end-to-end acks to 1 device" in out
+    wait_until(lambda: newbie.acked(1) == 3, 10, "the ack covering the replayed readings")
+    assert main([*replay, "--all"]) == 0
     out = capsys.readouterr().out
-    assert out.rstrip().endswith("replayed 2: 1 still rejected, 1 stored")
-    assert main(["dlq", "replay", "--all", "--data-dir", str(data)]) == 0
+    assert "replayed 2: 1 still rejected, 1 stored\nsent end-to-end acks to 1 device" in out
+    assert main([*replay, "--all"]) == 0
     assert capsys.readouterr().out.rstrip().endswith("replayed 1: 1 still rejected")
 
     # The running agent forwards what was replayed; a resend by the node is a duplicate.
@@ -480,15 +486,36 @@ def test_dlq_replay_ingests_dead_letters_once_their_device_is_registered(
     wait_until(lambda: up.keys() >= want, 15, "the replayed readings upstream")
     time.sleep(1.2)  # the agent rereads the registry on a miss at most once a second
     newbie.publish(1, 2)
-    wait_until(lambda: newbie.acked(1) == 3, 10, "the node's ack after the replay")
-    time.sleep(0.3)
-    assert store.counters()["duplicates"] == 1
+    wait_until(lambda: store.counters().get("duplicates") == 1, 10, "the resend deduplicated")
+    assert newbie.acks == {1: 3} and newbie.errors == [] and boat.errors == []
     assert store.counters()["dead_letters_replayed"] == 4
     assert store.dead_letter_count() == 1
     store.close()
     assert main(["dlq", "replay", "999", "--data-dir", str(data)]) == 1
     assert capsys.readouterr().err == "edge-agent: no dead letter 999\n"
     assert main(["dlq", "replay", "--data-dir", str(data)]) == 1
+
+
+def test_dlq_replay_with_the_local_broker_down_still_ingests_and_warns(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "data"
+    db = data / "agent.db"
+    data.mkdir()
+    store = Store(db)
+    store.insert_batch([DeadLetter("nodes/wl-0042/up", envelope("wl-0042", 1, 1),
+                                   "unknown device")])
+    store.close()
+    register(db, {"wl-0042": "water_level"})
+    closed = f"mqtt://127.0.0.1:{free_port()}"  # nothing listens there
+    conf = write_toml(tmp_path / "cli.toml", data, closed, closed)
+    assert main(["dlq", "replay", "--all", "--config", str(conf)]) == 0
+    out, err = capsys.readouterr()
+    assert out.rstrip().endswith("replayed 1: 1 stored")
+    assert err.startswith(f"edge-agent: warning: end-to-end acks of 1 device not sent ({closed}:")
+    assert err.count("\n") == 1
+    store = Store(db)
+    assert store.ack_levels("wl-0042") == {1: 1}
+    store.close()
 
 
 def test_schema_1_databases_are_migrated(tmp_path: Path) -> None:
