@@ -1237,12 +1237,6 @@ def kb(n: float | None) -> str:
     return "n/a" if n is None else f"{n / 1024:.1f}"
 
 
-def failed(r: dict[str, Any], width: int) -> str | None:
-    if "error" not in r:
-        return None
-    return "| " + " | ".join([""] * width) + f" **{r['error']}** |"
-
-
 def loop_section(loop: dict[str, dict[str, Any]], wloop: dict[str, dict[str, Any]],
                  harness: str, cycles: int) -> list[str]:
     L = ["| role | firmware as | readings | alarms | outbox max depth | peak heap, KB"

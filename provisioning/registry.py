@@ -227,9 +227,6 @@ class Registry:
     def step_failed(self, device_id: str, step: str, message: str) -> None:
         self.update(device_id, last_error=f"{step}: {message}")
 
-    def reset_steps(self, device_id: str) -> None:
-        self.set_steps(device_id, ())
-
     def retire(self, device_id: str, now: float | None = None) -> None:
         now = time.time() if now is None else now
         with self.conn:

@@ -41,7 +41,6 @@ try:
 except ImportError:
     ntptime = None
 
-from board_cell import CellLink
 
 EPOCH_OFFSET = 946684800 if time.gmtime(0)[0] == 2000 else 0
 VALID_AFTER = 1735689600  # 2025-01-01: an RTC reading earlier than this was never set
@@ -243,6 +242,8 @@ class Board:
         ppp = getattr(network, "PPP", None) if network is not None else None
         # PWRKEY through the board's transistor (pin high = key pressed) and STATUS:
         # CellLink powers a silent modem on (or a deaf one off) with them
+        from board_cell import CellLink  # only cellular nodes pay for its ~4 KB
+
         return CellLink(u, lk["apn"], lk.get("pin"), ppp, self.sleep_ms, self.ticks_ms, feed,
                         pwrkey=self.pin("modem_pwrkey", out=True),
                         status=self.pin("modem_status"))
